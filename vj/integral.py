@@ -22,62 +22,78 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
-__all__ = ["integral_image", "integral_images", "rect_sum", "tilted_rect_sum"]
+__all__ = [
+    "fill_packed_integrals",
+    "integral_image",
+    "integral_images",
+    "rect_sum",
+    "tilted_rect_sum",
+]
+
+
+@nb.njit(cache=True, nogil=True, parallel=True)
+def fill_packed_integrals(rbuf, buf, stride, level_offset, level_w, level_h, sq_ofs, t_ofs):
+    """Integral tables of several images packed in one strided buffer.
+
+    Image ``l`` occupies ``level_h[l]`` rows of ``level_w[l]`` pixels of the flat
+    uint8 buffer ``rbuf``, starting at ``level_offset[l]``, rows ``stride`` apart.
+    Its ``(h + 1, w + 1)`` tables are written at the same offset of each channel
+    of the flat int32 buffer ``buf``: sums from 0, squared sums from ``sq_ofs``
+    and, when ``t_ofs >= 0``, tilted sums from ``t_ofs``. Images run in parallel.
+    Values are accumulated in int64 and stored wrapped to int32.
+    """
+    for lv in nb.prange(level_offset.size):
+        base = level_offset[lv]
+        w = level_w[lv]
+        h = level_h[lv]
+        for x in range(w + 1):
+            buf[base + x] = 0
+            buf[sq_ofs + base + x] = 0
+        for y in range(1, h + 1):
+            row = base + y * stride
+            src = base + (y - 1) * stride
+            buf[row] = 0
+            buf[sq_ofs + row] = 0
+            s = np.int64(0)
+            sq = np.int64(0)
+            for x in range(1, w + 1):
+                v = np.int64(rbuf[src + x - 1])
+                s += v
+                sq += v * v
+                buf[row + x] = np.int32(np.int64(buf[row - stride + x]) + s)
+                buf[sq_ofs + row + x] = np.int32(
+                    (np.int64(buf[sq_ofs + row - stride + x]) + sq) & 0xFFFFFFFF
+                )
+        if t_ofs >= 0:
+            _fill_tilted(rbuf, buf, stride, base, w, h, t_ofs)
 
 
 @nb.njit(cache=True, nogil=True)
-def _fill_integrals(image, out, sum_ofs, sq_ofs, tilted_ofs, stride):
-    """Write the integral tables of ``image`` into the flat int32 buffer ``out``.
-
-    ``sum_ofs``, ``sq_ofs`` and ``tilted_ofs`` are the flat indices of each
-    table's (0, 0) entry; ``tilted_ofs < 0`` skips the tilted table. Rows are
-    ``stride`` apart. Arithmetic is done in int64 and stored wrapped to int32.
-    """
-    h, w = image.shape
-    for x in range(w + 1):
-        out[sum_ofs + x] = 0
-        out[sq_ofs + x] = 0
-        if tilted_ofs >= 0:
-            out[tilted_ofs + x] = 0
-    for y in range(1, h + 1):
-        row = y * stride
-        prev = row - stride
-        out[sum_ofs + row] = 0
-        out[sq_ofs + row] = 0
-        s = np.int64(0)
-        sq = np.int64(0)
-        for x in range(1, w + 1):
-            v = np.int64(image[y - 1, x - 1])
-            s += v
-            sq += v * v
-            out[sum_ofs + row + x] = np.int32(np.int64(out[sum_ofs + prev + x]) + s)
-            out[sq_ofs + row + x] = np.int32(
-                (np.int64(out[sq_ofs + prev + x]) + sq) & 0xFFFFFFFF
-            )
-    if tilted_ofs < 0:
-        return
-    # Tilted table by the recurrence
+def _fill_tilted(rbuf, buf, stride, base, w, h, t_ofs):
+    # The recurrence
     #   T(y, x) = T(y-1, x-1) + T(y-1, x+1) - T(y-2, x) + I(y-1, x-1) + I(y-2, x-1)
     # evaluated on rows padded by h + 1 columns each side, so that triangles
     # whose apex lies outside the image (and which still cover pixels inside)
     # are carried; the outermost padded columns are always zero.
     pad = h + 1
     wp = w + 2 * pad + 1
-    r0 = np.zeros(wp, dtype=np.int64)
-    r1 = np.zeros(wp, dtype=np.int64)
-    r2 = np.zeros(wp, dtype=np.int64)
+    r0 = np.zeros(wp, np.int64)
+    r1 = np.zeros(wp, np.int64)
+    r2 = np.zeros(wp, np.int64)
+    for x in range(w + 1):
+        buf[t_ofs + base + x] = 0
     for y in range(1, h + 1):
         for k in range(1, wp - 1):
             acc = r1[k - 1] + r1[k + 1] - r0[k]
             col = k - pad - 1
             if 0 <= col < w:
-                acc += image[y - 1, col]
+                acc += rbuf[base + (y - 1) * stride + col]
                 if y >= 2:
-                    acc += image[y - 2, col]
+                    acc += rbuf[base + (y - 2) * stride + col]
             r2[k] = acc
-        row = tilted_ofs + y * stride
+        row = t_ofs + base + y * stride
         for x in range(w + 1):
-            out[row + x] = np.int32(r2[x + pad] & 0xFFFFFFFF)
+            buf[row + x] = np.int32(r2[x + pad] & 0xFFFFFFFF)
         r0, r1, r2 = r1, r2, r0
 
 
@@ -117,10 +133,15 @@ def integral_images(
     """
     image = _as_gray_u8(image)
     h, w = image.shape
-    area = (h + 1) * (w + 1)
+    stride = w + 1
+    area = (h + 1) * stride
+    rbuf = np.zeros((h + 1, stride), np.uint8)
+    rbuf[:h, :w] = image
     nch = 3 if tilted else 2
     buf = np.empty(nch * area, dtype=np.int32)
-    _fill_integrals(image, buf, 0, area, 2 * area if tilted else -1, w + 1)
+    one = np.zeros(1, np.int64)
+    fill_packed_integrals(rbuf.ravel(), buf, stride, one, one + w, one + h, area,
+                          2 * area if tilted else -1)
     tables = buf.reshape(nch, h + 1, w + 1)
     return tables[0], tables[1], (tables[2] if tilted else None)
 
