@@ -271,6 +271,21 @@ class CameraSource(FrameSource):
         return False
 
     def _run(self) -> None:
+        try:
+            self._capture_frames()
+        except Exception as error:  # any failure ends the camera; the reader must hear why
+            reason = f"{self.name} failed: {error}"
+        else:
+            reason = (
+                f"{self.name} stopped delivering frames and did not come back after "
+                f"{self.reconnect_attempts} reconnect attempts"
+            )
+        with self._condition:
+            if not self._stop.is_set():
+                self._lost_reason = reason
+            self._condition.notify_all()
+
+    def _capture_frames(self) -> None:
         failures = 0
         while not self._stop.is_set():
             ok, frame = self._capture.read()
@@ -286,15 +301,8 @@ class CameraSource(FrameSource):
             if failures < self._FAILURES_BEFORE_RECONNECT:
                 continue
             if self._stop.is_set() or not self._reconnect():
-                break
+                return
             failures = 0
-        with self._condition:
-            if not self._stop.is_set():
-                self._lost_reason = (
-                    f"{self.name} stopped delivering frames and did not come back after "
-                    f"{self.reconnect_attempts} reconnect attempts"
-                )
-            self._condition.notify_all()
 
     def read(self) -> np.ndarray | None:
         """Return the newest frame not returned before, waiting for one if needed.

@@ -1,0 +1,431 @@
+"""Tests of ``vj-webcam``: real runs on the demo, files and fake cameras, and a real window."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from apps import webcam, webcam_sources
+from apps.webcam_demo import DEMO_CYCLE_FRAMES, DEMO_SIZE, demo_frame
+from apps.webcam_detectors import DetectorSwitch, frame_stats
+from apps.webcam_errors import CameraUnavailable, SourceLost
+from apps.webcam_loop import Settings, run
+from apps.webcam_output import VideoWriter
+from apps.webcam_overlay import STAGE_COLOURS, draw_detections
+from apps.webcam_sources import CameraSource, DemoSource, FrameSource
+
+REPO = Path(__file__).resolve().parent.parent
+GREEN = STAGE_COLOURS[0]
+
+
+def count_frames(path: Path) -> tuple[int, tuple[int, int]]:
+    """Frames OpenCV can decode from ``path``, and their (width, height)."""
+    capture = cv2.VideoCapture(str(path))
+    assert capture.isOpened(), f"{path} does not re-open"
+    n, size = 0, (0, 0)
+    while True:
+        ok, frame = capture.read()
+        if not ok:
+            break
+        n, size = n + 1, (frame.shape[1], frame.shape[0])
+    capture.release()
+    return n, size
+
+
+def colour_pixels(image_bgr: np.ndarray, colour: tuple[int, int, int], tol: int = 0) -> int:
+    diff = np.abs(image_bgr.astype(np.int16) - np.array(colour, np.int16))
+    return int((diff.max(axis=-1) <= tol).sum())
+
+
+class FakeDetector:
+    """Finds one fixed box; stands in for the cascade where detection itself is not tested."""
+
+    def __init__(self) -> None:
+        self.last_stats = {"windows": 100, "ms": 1.0}
+
+    def detect(self, image, scale_factor=1.1, min_neighbors=3, min_size=None, max_size=None,
+               return_scores=False):
+        boxes = np.array([[50, 60, 80, 80]], np.int32)
+        return (boxes, np.array([5.0], np.float32)) if return_scores else boxes
+
+
+class ListSource(FrameSource):
+    """Demo frames from a list; raises ``error`` once the list is used up, if given."""
+
+    name = "list"
+    fps = 30.0
+
+    def __init__(self, n: int, error: BaseException | None = None) -> None:
+        super().__init__()
+        self.frames = [demo_frame(i) for i in range(n)]
+        self.error = error
+        self.closed = False
+
+    def read(self):
+        if self.frames:
+            return self.frames.pop(0)
+        if self.error is not None:
+            raise self.error
+        return None
+
+    def close(self) -> None:
+        self.closed = True
+
+
+# ----------------------------------------------------------------- whole runs
+
+
+def test_demo_headless_writes_video_and_json(tmp_path, capsys):
+    video, jsonl = tmp_path / "demo.mp4", tmp_path / "demo.jsonl"
+    rc = webcam.main(["--source", "demo", "--no-window", "--output", str(video),
+                      "--json", str(jsonl), "--max-frames", "12"])
+    assert rc == 0
+    assert count_frames(video) == (12, DEMO_SIZE)
+    records = [json.loads(line) for line in jsonl.read_text().splitlines()]
+    assert [r["frame"] for r in records] == list(range(12))
+    # The zoomed-out start of the demo shows six faces the cascade finds.
+    assert all(len(r["boxes"]) >= 3 for r in records)
+    assert all(len(box) == 5 and box[2] >= 40 for r in records for box in r["boxes"])
+    assert all(r["stages"][0]["name"] == "cascade" and r["ms"] > 0 for r in records)
+    out = capsys.readouterr().out
+    assert "frames: 12 processed" in out and "median FPS" in out and "cascade: decided" in out
+    # Boxes are drawn into the video (colours survive MPEG-4 only approximately).
+    capture = cv2.VideoCapture(str(video))
+    _, first = capture.read()
+    assert colour_pixels(first, GREEN, tol=60) > 200
+
+
+def test_default_source_falls_back_to_demo_without_camera(monkeypatch, capsys):
+    def no_camera(index, **kwargs):
+        raise CameraUnavailable(f"could not open camera {index}")
+
+    monkeypatch.setattr(webcam_sources, "CameraSource", no_camera)
+    assert webcam.main(["--no-window", "--max-frames", "2"]) == 0
+    captured = capsys.readouterr()
+    assert "running the built-in demo instead" in captured.err
+    assert "source: demo" in captured.out
+
+
+def test_explicit_missing_camera_is_a_clear_error(capsys):
+    assert webcam.main(["--source", "97", "--no-window"]) == 2
+    assert "could not open camera 97" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--source", "no/such/video.mp4"], "no such file or folder"),
+        (["--source", "demo", "--output", "out.xyz"], "cannot write video"),
+        (["--source", "demo", "--cascade", "no-such-cascade"], "cannot load cascade"),
+    ],
+)
+def test_bad_arguments_fail_with_a_message(argv, message, capsys):
+    assert webcam.main([*argv, "--no-window"]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_verify_is_unavailable_until_the_pipeline_lands(capsys):
+    import dynamic
+
+    if hasattr(dynamic, "load_verifier"):
+        pytest.skip("the neural verification pipeline is available")
+    assert webcam.main(["--verify", "--source", "demo", "--no-window"]) == 2
+    assert "neural verification is not available yet" in capsys.readouterr().err
+    # Without --verify the cascade alone runs.
+    assert webcam.main(["--source", "demo", "--no-window", "--max-frames", "1"]) == 0
+
+
+def test_without_a_display_it_runs_headless(monkeypatch, capsys):
+    if not sys.platform.startswith("linux"):
+        pytest.skip("the display check applies to Linux")
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    assert webcam.main(["--source", "demo", "--max-frames", "2"]) == 0
+    captured = capsys.readouterr()
+    assert "running headless" in captured.err
+    assert "frames: 2 processed" in captured.out
+
+
+def test_image_folder_skips_and_counts_unreadable_files(tmp_path, capsys):
+    folder = tmp_path / "images"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "a.png"), demo_frame(0))
+    (folder / "b.png").write_bytes(b"not an image")
+    cv2.imwrite(str(folder / "c.jpg"), cv2.resize(demo_frame(5), (320, 240)))
+    jsonl, video = tmp_path / "out.jsonl", tmp_path / "out.avi"
+    rc = webcam.main(["--source", str(folder), "--no-window", "--json", str(jsonl),
+                      "--output", str(video)])
+    assert rc == 0
+    records = [json.loads(line) for line in jsonl.read_text().splitlines()]
+    assert [r["image"] for r in records] == ["a.png", "c.jpg"]
+    assert "2 processed, 1 unreadable skipped" in capsys.readouterr().out
+    # The smaller second image is letterboxed into the first one's size.
+    assert count_frames(video) == (2, DEMO_SIZE)
+
+
+def test_video_file_source_plays_to_the_end(tmp_path, capsys):
+    clip = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"MJPG"), 25.0, DEMO_SIZE)
+    for i in range(8):
+        writer.write(demo_frame(i))
+    writer.release()
+    assert webcam.main(["--source", str(clip), "--no-window"]) == 0
+    assert "frames: 8 processed, 0 unreadable" in capsys.readouterr().out
+
+
+def test_command_line_errors_have_no_traceback():
+    result = subprocess.run(
+        [sys.executable, "-m", "apps.webcam", "--source", "does-not-exist", "--no-window"],
+        cwd=REPO, capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("vj-webcam: error: no such file")
+
+
+# ----------------------------------------------------------------- the loop
+
+
+class ScriptedWindow:
+    """Stands in for the highgui window: presses the given keys, one per frame."""
+
+    def __init__(self, actions: list[str | None]) -> None:
+        self.actions = list(actions)
+        self.shown: list[np.ndarray] = []
+        self.closed = False
+
+    def show(self, frame: np.ndarray) -> None:
+        self.shown.append(frame.copy())
+
+    def poll(self, delay_ms: int) -> str | None:
+        return self.actions.pop(0) if self.actions else None
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_window_keys_change_size_toggle_and_snapshot(tmp_path):
+    window = ScriptedWindow(["bigger", "bigger", "smaller", "snapshot", "verify", "quit"])
+    settings = Settings(min_size=40, snapshot_dir=tmp_path)
+    detectors = DetectorSwitch(FakeDetector(), None, verify=False)
+    source = ListSource(20)
+    reports: list[str] = []
+    rc = run(source, detectors, settings, window=window, report=reports.append)
+    assert rc == 0
+    assert len(window.shown) == 6 and window.closed and source.closed
+    assert settings.min_size == 50
+    snapshots = list(tmp_path.glob("vj-webcam-*.png"))
+    assert len(snapshots) == 1
+    assert colour_pixels(cv2.imread(str(snapshots[0])), GREEN) > 100
+    assert "frames: 6 processed" in reports[0]
+
+
+def test_ctrl_c_finishes_the_video(tmp_path):
+    video = VideoWriter(tmp_path / "cut.mp4", fps=30.0)
+    detectors = DetectorSwitch(FakeDetector(), None, verify=False)
+    source = ListSource(5, error=KeyboardInterrupt())
+    reports: list[str] = []
+    rc = run(source, detectors, Settings(), video=video, report=reports.append)
+    assert rc == 130
+    assert count_frames(tmp_path / "cut.mp4") == (5, DEMO_SIZE)
+    assert "frames: 5 processed" in reports[0]
+
+
+def test_lost_source_ends_cleanly_with_exit_code_1(tmp_path):
+    detectors = DetectorSwitch(FakeDetector(), None, verify=False)
+    source = ListSource(3, error=SourceLost("camera 0 stopped delivering frames"))
+    reports: list[str] = []
+    assert run(source, detectors, Settings(), report=reports.append) == 1
+    assert source.closed and "frames: 3 processed" in reports[0]
+
+
+def test_demo_loops_seamlessly_and_ends_after_one_cycle_headless():
+    assert np.array_equal(demo_frame(0), demo_frame(DEMO_CYCLE_FRAMES))
+    assert not np.array_equal(demo_frame(0), demo_frame(DEMO_CYCLE_FRAMES // 2))
+    source = DemoSource(loop=False)
+    frames = 0
+    while source.read() is not None:
+        frames += 1
+    assert frames == DEMO_CYCLE_FRAMES
+
+
+# ----------------------------------------------------------------- statistics and drawing
+
+
+def test_frame_stats_reads_cascade_and_verifier_forms():
+    cascade = frame_stats({"windows": 1234, "ms": 5.0}, n_boxes=2, elapsed_ms=6.0)
+    assert cascade.proposed == 1234 and [s.name for s in cascade.stages] == ["cascade"]
+    assert cascade.stages[0].decided == 1234 and list(cascade.box_stage) == [0, 0]
+
+    pipeline = {
+        "proposed": 5000,
+        "stages": {"cascade": {"decided": 4980, "ms": 4.0},
+                   "tiny-cnn": {"decided": 15, "ms": 2.0, "flops": 3e6},
+                   "resnet": {"decided": 5, "ms": 6.0}},
+        "box_stage": np.array([1, 2]),
+    }
+    verified = frame_stats(pipeline, n_boxes=2, elapsed_ms=12.5)
+    assert [s.name for s in verified.stages] == ["cascade", "tiny-cnn", "resnet"]
+    assert verified.ms == pytest.approx(12.0) and verified.stages[1].flops == 3e6
+    assert list(verified.box_stage) == [1, 2]
+    # Without box_stage every box is credited to the last stage.
+    del pipeline["box_stage"]
+    assert list(frame_stats(pipeline, 3, 1.0).box_stage) == [2, 2, 2]
+
+
+def test_boxes_are_coloured_by_deciding_stage():
+    frame = np.zeros((200, 300, 3), np.uint8)
+    stats = frame_stats({"proposed": 10, "stages": [{"name": "a"}, {"name": "b"}],
+                         "box_stage": [0, 1]}, 2, 1.0)
+    draw_detections(frame, np.array([[10, 10, 60, 60], [150, 80, 80, 80]]),
+                    np.array([3.0, 0.97]), stats)
+    assert colour_pixels(frame[:, :100], STAGE_COLOURS[0]) > 200
+    assert colour_pixels(frame[:, 140:], STAGE_COLOURS[1]) > 200
+    assert colour_pixels(frame[:, 140:], STAGE_COLOURS[0]) == 0
+
+
+# ----------------------------------------------------------------- camera thread
+
+
+class FakeCapture:
+    """A camera that delivers ``frames`` numbered frames, then fails every read."""
+
+    def __init__(self, frames: int, opened: bool = True, delay: float = 0.001) -> None:
+        self.left, self.opened, self.delay, self.number = frames, opened, delay, 0
+
+    def isOpened(self) -> bool:  # noqa: N802 - mirrors cv2.VideoCapture
+        return self.opened
+
+    def set(self, prop: int, value: float) -> bool:
+        return True
+
+    def get(self, prop: int) -> float:
+        return 0.0
+
+    def read(self):
+        time.sleep(self.delay)
+        if self.left <= 0:
+            return False, None
+        self.left -= 1
+        self.number += 1
+        pixel = np.frombuffer(self.number.to_bytes(3, "little"), np.uint8)
+        return True, np.broadcast_to(pixel, (4, 4, 3)).copy()
+
+    def release(self) -> None:
+        self.opened = False
+
+
+def frame_number(frame: np.ndarray) -> int:
+    return int.from_bytes(bytes(frame[0, 0]), "little")
+
+
+def test_camera_reconnects_then_gives_up_cleanly():
+    opens: list[int] = []
+
+    def open_capture(index: int) -> FakeCapture:
+        opens.append(index)
+        # The first camera works for three frames; after that it is unplugged.
+        return FakeCapture(3) if len(opens) == 1 else FakeCapture(0, opened=False)
+
+    camera = CameraSource(2, reconnect_attempts=2, reconnect_delay=0.01,
+                          open_capture=open_capture)
+    frames = 0
+    with pytest.raises(SourceLost, match="after 2 reconnect attempts"):
+        for _ in range(10):
+            camera.read()
+            frames += 1
+    camera.close()
+    assert 1 <= frames <= 3 and opens == [2, 2, 2] and camera.reconnects == 2
+
+
+def test_camera_comes_back_after_a_reconnect():
+    captures = iter([FakeCapture(2), FakeCapture(0, opened=False), FakeCapture(1000)])
+    camera = CameraSource(0, reconnect_attempts=3, reconnect_delay=0.01,
+                          open_capture=lambda index: next(captures))
+    try:
+        for _ in range(10):
+            assert camera.read() is not None
+        assert camera.reconnects == 2
+    finally:
+        camera.close()
+
+
+def test_camera_thread_keeps_only_the_newest_frame():
+    camera = CameraSource(0, open_capture=lambda index: FakeCapture(10_000, delay=0.0005))
+    try:
+        first = frame_number(camera.read())
+        time.sleep(0.1)
+        second = frame_number(camera.read())
+        # Frames captured while the consumer was busy were dropped, not queued.
+        assert second - first > 5
+    finally:
+        camera.close()
+    assert not any(t.name == "camera-0" and t.is_alive() for t in threading.enumerate())
+
+
+def test_missing_camera_raises_camera_unavailable():
+    with pytest.raises(CameraUnavailable, match="camera 5"):
+        CameraSource(5, open_capture=lambda index: FakeCapture(0, opened=False))
+
+
+# ----------------------------------------------------------------- real window under Xvfb
+
+
+@pytest.fixture
+def xvfb_display():
+    """A private X display from Xvfb, as ``":N"``."""
+    if shutil.which("Xvfb") is None:
+        pytest.skip("Xvfb is not installed (Debian package: xvfb)")
+    read_fd, write_fd = os.pipe()
+    server = subprocess.Popen(
+        ["Xvfb", "-displayfd", str(write_fd), "-screen", "0", "1024x768x24", "-nolisten", "tcp"],
+        pass_fds=(write_fd,), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    os.close(write_fd)
+    with os.fdopen(read_fd) as pipe:
+        number = pipe.readline().strip()
+    if not number:
+        server.kill()
+        pytest.fail("Xvfb did not report a display number")
+    yield f":{number}"
+    server.terminate()
+    server.wait(timeout=10)
+
+
+def test_window_shows_boxes_on_screen(xvfb_display, tmp_path):
+    from PIL import ImageGrab
+
+    env = {**os.environ, "DISPLAY": xvfb_display}
+    app = subprocess.Popen(
+        [sys.executable, "-m", "apps.webcam", "--source", "demo", "--max-frames", "30"],
+        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    best = 0
+    deadline = time.monotonic() + 40
+    try:
+        while app.poll() is None and time.monotonic() < deadline:
+            shot = np.asarray(ImageGrab.grab(xdisplay=xvfb_display))[..., ::-1]  # RGB -> BGR
+            best = max(best, colour_pixels(shot, GREEN))
+            if best > 500:
+                cv2.imwrite(str(tmp_path / "screen.png"), shot)
+                break
+            time.sleep(0.2)
+        out, err = app.communicate(timeout=60)
+    finally:
+        if app.poll() is None:
+            app.kill()
+    assert app.returncode == 0, err
+    assert "running headless" not in err
+    # Several face boxes, 2 px wide and a few hundred px around each, were on screen.
+    assert best > 500, f"no box-coloured pixels on screen (best {best}); stderr: {err}"
+    assert "frames: 30 processed" in out
