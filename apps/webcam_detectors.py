@@ -31,6 +31,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
+import vj
+
 from .webcam_errors import VerifierUnavailable, WebcamError
 
 __all__ = [
@@ -167,67 +169,16 @@ def load_cascade(name: str | None) -> tuple[Detector, str, str | None]:
     WebcamError
         When an explicitly named cascade cannot be loaded.
     """
-    load = _vj_load()
     if name is None:
         try:
-            return load(DEFAULT_CASCADE), DEFAULT_CASCADE, None
+            return vj.load(DEFAULT_CASCADE), DEFAULT_CASCADE, None
         except (OSError, ValueError) as error:
-            notice = (
-                f"the built-in {DEFAULT_CASCADE!r} model is not available ({error}); "
-                f"using {_FALLBACK_CASCADE!r}"
-            )
-            return load(_FALLBACK_CASCADE), _FALLBACK_CASCADE, notice
+            notice = f"{error}; using {_FALLBACK_CASCADE!r} instead"
+            return vj.load(_FALLBACK_CASCADE), _FALLBACK_CASCADE, notice
     try:
-        return load(name), name, None
+        return vj.load(name), name, None
     except (OSError, ValueError) as error:
         raise WebcamError(f"cannot load cascade {name!r}: {error}") from None
-
-
-class _OpenCVCascade:
-    """Interim stand-in for ``vj.load`` while it is not importable."""
-
-    def __init__(self, name: str) -> None:
-        import os
-
-        import cv2
-
-        files = {
-            "opencv:default": "haarcascade_frontalface_default.xml",
-            "opencv:alt": "haarcascade_frontalface_alt.xml",
-            "opencv:alt2": "haarcascade_frontalface_alt2.xml",
-        }
-        if name not in files and not os.path.isfile(name):
-            raise FileNotFoundError(f"no cascade named {name!r}")
-        path = cv2.data.haarcascades + files[name] if name in files else name
-        self._cc = cv2.CascadeClassifier(path)
-        if self._cc.empty():
-            raise ValueError(f"{path} is not a cascade")
-        self.last_stats = {"windows": 0, "ms": 0.0}
-
-    def detect(self, image, scale_factor=1.1, min_neighbors=3, min_size=None, max_size=None,
-               return_scores=False):
-        import time
-
-        import cv2
-
-        t = time.perf_counter()
-        gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY) if image.ndim == 3 else image
-        size = (0, 0) if min_size is None else (int(min_size), int(min_size))
-        boxes, counts = self._cc.detectMultiScale2(gray, scale_factor, min_neighbors, minSize=size)
-        boxes = np.asarray(boxes, np.int32).reshape(-1, 4)
-        self.last_stats = {"windows": 0, "ms": (time.perf_counter() - t) * 1e3}
-        if return_scores:
-            return boxes, np.asarray(counts, np.float32).reshape(-1)
-        return boxes
-
-
-def _vj_load():
-    try:
-        import vj
-
-        return vj.load
-    except (ImportError, AttributeError):
-        return _OpenCVCascade
 
 
 def load_verifier(cascade: Detector) -> Detector:

@@ -124,6 +124,10 @@ class ImageFolderSource(FrameSource):
     Files that cannot be decoded are skipped and counted.
     """
 
+    # Two images a second: long enough to look at each one in the window and in
+    # a written video, where 30 would flash them by.
+    fps = 2.0
+
     def __init__(self, path: str | os.PathLike) -> None:
         super().__init__()
         path = Path(path)
