@@ -22,7 +22,7 @@ from .integral import fill_packed_integrals
 from .pyramid import MAX_BUFFER_BYTES, opencv_scales, pyramid_layout
 from .scan import CascadeKernelData, scan_levels
 
-__all__ = ["CascadeDetector", "DetectionStats", "to_gray"]
+__all__ = ["CascadeDetector", "DetectionStats", "clip_boxes", "to_gray"]
 
 GROUP_EPS = 0.2
 
@@ -71,6 +71,8 @@ def to_gray(image: np.ndarray) -> np.ndarray:
             f"image must be uint8 (grayscale, BGR or BGRA), got dtype {image.dtype}; "
             "convert with e.g. np.clip(img * 255, 0, 255).astype(np.uint8)"
         )
+    if image.size == 0:
+        raise ValueError(f"image is empty (shape {image.shape})")
     if image.ndim == 3 and image.shape[2] == 1:
         image = image[:, :, 0]
     if image.ndim == 3:
@@ -87,6 +89,23 @@ def to_gray(image: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(image)
 
 
+def clip_boxes(
+    boxes: np.ndarray, scores: np.ndarray, shape: tuple[int, ...]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Intersect boxes with the image and drop empty ones (OpenCV's ``clipObjects``).
+
+    Rounding can push a window at the border a pixel or two past the image.
+    """
+    h, w = shape[:2]
+    x0 = np.clip(boxes[:, 0], 0, w)
+    y0 = np.clip(boxes[:, 1], 0, h)
+    x1 = np.clip(boxes[:, 0] + boxes[:, 2], 0, w)
+    y1 = np.clip(boxes[:, 1] + boxes[:, 3], 0, h)
+    keep = (x1 > x0) & (y1 > y0)
+    out = np.stack([x0, y0, x1 - x0, y1 - y0], axis=1).astype(np.int32)
+    return out[keep], scores[keep]
+
+
 def _size_arg(name: str, value) -> tuple[int, int]:
     if value is None:
         return (0, 0)
@@ -95,7 +114,9 @@ def _size_arg(name: str, value) -> tuple[int, int]:
     try:
         w, h = (int(v) for v in value)
     except (TypeError, ValueError):
-        raise ValueError(f"{name} must be an int or a (width, height) pair, got {value!r}") from None
+        raise ValueError(
+            f"{name} must be an int or a (width, height) pair, got {value!r}"
+        ) from None
     if w < 0 or h < 0:
         raise ValueError(f"{name} must be non-negative, got {value!r}")
     return (w, h)
@@ -162,9 +183,11 @@ class CascadeDetector:
         scores : (N,) float32 ndarray, only if ``return_scores``
         """
         t0 = time.perf_counter()
-        raw = self.candidates(image, scale_factor, min_size, max_size)
+        gray = to_gray(image)
+        raw = self.candidates(gray, scale_factor, min_size, max_size)
         stats = self.last_stats
         boxes, counts = group_rectangles(raw, int(min_neighbors), GROUP_EPS)
+        boxes, counts = clip_boxes(boxes, counts, gray.shape)
         stats.ms = (time.perf_counter() - t0) * 1e3
         if return_scores:
             return boxes, counts.astype(np.float32)
