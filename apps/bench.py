@@ -1,0 +1,57 @@
+"""``vj-bench``: the project's benchmarks, each against a peer measured in the same run.
+
+::
+
+    vj-bench                 # detection vs OpenCV, then feature throughput vs scikit-image
+    vj-bench detect [...]    # apps/bench_detect.py
+    vj-bench features [...]  # apps/bench_features.py
+    vj-bench boosting [...]  # apps/bench_boosting.py: one boosting round
+    vj-bench dynamic [...]   # apps/bench_dynamic.py: SkipNet / IDK cascade FLOPs and latency
+
+Each sub-command takes its own options (``vj-bench detect --help``).
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+__all__ = ["SUBCOMMANDS", "main"]
+
+SUBCOMMANDS = {
+    "detect": ("apps.bench_detect", "detection time vs OpenCV 4 (same XML, images, settings)"),
+    "features": ("apps.bench_features", "Haar feature throughput vs scikit-image"),
+    "boosting": ("apps.bench_boosting", "one boosting round over all features"),
+    "dynamic": ("apps.bench_dynamic", "SkipNet / IDK cascade: FLOPs and wall-clock"),
+}
+DEFAULT = ("detect", "features")
+
+
+def _run(name: str, argv: list[str]) -> int:
+    module = importlib.import_module(SUBCOMMANDS[name][0])
+    return int(module.main(argv) or 0)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in ("-h", "--help"):
+        print(__doc__.strip())
+        for name, (_, what) in SUBCOMMANDS.items():
+            print(f"  {name:10s} {what}")
+        return 0
+    if not argv or argv[0].startswith("-"):
+        rc = 0
+        for name in DEFAULT:
+            print(f"== vj-bench {name}")
+            rc |= _run(name, argv)
+        return rc
+    name, rest = argv[0], argv[1:]
+    if name not in SUBCOMMANDS:
+        print(f"vj-bench: unknown benchmark {name!r}; choose from "
+              f"{', '.join(SUBCOMMANDS)}", file=sys.stderr)
+        return 2
+    return _run(name, rest)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,55 @@
+"""``vj-detect``: JSON for every readable image, unreadable ones reported and skipped."""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import skimage.data
+
+from apps.detect import main, parse_size
+
+
+def test_folder_and_file_keys(tmp_path, capsys):
+    photos = tmp_path / "photos"
+    (photos / "sub").mkdir(parents=True)
+    face = np.ascontiguousarray(skimage.data.astronaut()[..., ::-1])
+    cv2.imwrite(str(photos / "astronaut.png"), face)
+    cv2.imwrite(str(photos / "sub" / "flat.jpg"), np.full((60, 80), 127, np.uint8))
+    (photos / "broken.jpg").write_bytes(b"not an image")
+    single = tmp_path / "single.png"
+    cv2.imwrite(str(single), cv2.cvtColor(face, cv2.COLOR_BGR2GRAY))
+    out = tmp_path / "out.json"
+    draw = tmp_path / "drawn"
+    rc = main([str(photos), str(single), "--json", str(out), "--cascade", "opencv:alt2",
+               "--draw", str(draw)])
+    assert rc == 0
+    res = json.loads(out.read_text())
+    assert set(res) == {"astronaut.png", "sub/flat.jpg", str(single)}
+    assert res["sub/flat.jpg"] == []
+    assert len(res["astronaut.png"]) == 1
+    x, y, w, h, score = res["astronaut.png"][0]
+    assert 150 < x + w / 2 < 260 and 50 < y + h / 2 < 160 and score >= 4
+    assert res[str(single)] == res["astronaut.png"]
+    assert "unreadable image" in capsys.readouterr().err
+    assert (draw / "astronaut.png").is_file()
+
+
+def test_options_are_passed(tmp_path):
+    img = tmp_path / "a.png"
+    cv2.imwrite(str(img), cv2.cvtColor(skimage.data.astronaut(), cv2.COLOR_RGB2GRAY))
+    out = tmp_path / "o.json"
+    assert main([str(img), "--json", str(out), "--cascade", "opencv:alt2",
+                 "--min-size", "300"]) == 0
+    assert json.loads(out.read_text())[str(img)] == []
+
+
+def test_bad_cascade_is_a_clear_error(tmp_path, capsys):
+    assert main(["x.png", "--json", str(tmp_path / "o.json"), "--cascade", "nope"]) == 2
+    assert "built-in names" in capsys.readouterr().err
+
+
+def test_parse_size():
+    assert parse_size("40") == (40, 40)
+    assert parse_size("40x30") == (40, 30)
