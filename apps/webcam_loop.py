@@ -67,7 +67,8 @@ class _Loop:
         self.video = video
         self.jsonl = jsonl
         self.summary = RunSummary()
-        self.hud = Hud(source.name, min_size=settings.min_size, verify=self._verify_state())
+        self.hud = Hud(source.name, min_size=settings.min_size, verify=self._verify_state(),
+                       keys=window is not None)
         self.message_until = 0.0
         self.recent: deque[float] = deque(maxlen=_FPS_FRAMES)
         # Files and the demo play at their own rate in a window; headless runs flat out.

@@ -18,6 +18,7 @@ __all__ = ["JsonLinesWriter", "RunSummary", "VideoWriter"]
 
 # Codec per container: both ship with opencv-python's FFmpeg and re-open with OpenCV.
 _FOURCC = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG", ".mkv": "MJPG"}
+_MIN_EDGE = 16
 
 
 class VideoWriter:
@@ -56,7 +57,9 @@ class VideoWriter:
     def write(self, frame: np.ndarray) -> None:
         """Append one BGR frame."""
         if self._writer is None:
-            self._size = (frame.shape[1], frame.shape[0])
+            # OpenCV's Motion-JPEG writer corrupts memory on frames a few pixels
+            # across, so tiny frames are letterboxed into a minimum size.
+            self._size = (max(frame.shape[1], _MIN_EDGE), max(frame.shape[0], _MIN_EDGE))
             self._writer = cv2.VideoWriter(str(self.path), self._fourcc, self.fps, self._size)
             if not self._writer.isOpened():
                 raise OutputError(f"cannot write video {self.path}")

@@ -83,6 +83,8 @@ class Hud:
         Neural verification on or off; ``None`` when it is not available.
     message : str
         A transient line (snapshot saved, toggles, ...), empty for none.
+    keys : bool
+        Show the key help (only useful in a window).
     """
 
     source: str
@@ -90,6 +92,7 @@ class Hud:
     min_size: int = 0
     verify: bool | None = None
     message: str = ""
+    keys: bool = True
 
 
 def draw_hud(frame: np.ndarray, boxes: np.ndarray, stats: FrameStats, hud: Hud) -> None:
@@ -105,7 +108,8 @@ def draw_hud(frame: np.ndarray, boxes: np.ndarray, stats: FrameStats, hud: Hud) 
         flops = "" if stage.flops is None else f"  {stage.flops / 1e6:.1f} MFLOP"
         text = f"{stage.name}: decided {_count(stage.decided)}  {stage.ms:.1f} ms{flops}"
         lines.append((text, stage_colour(i)))
-    lines.append((_KEYS, None))
+    if hud.keys:
+        lines.append((_KEYS, None))
     if hud.message:
         lines.append((hud.message, None))
 

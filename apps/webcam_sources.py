@@ -26,6 +26,8 @@ from .webcam_errors import CameraUnavailable, SourceError, SourceLost
 
 __all__ = [
     "IMAGE_EXTENSIONS",
+    "RECONNECT_ATTEMPTS",
+    "RECONNECT_DELAY",
     "CameraSource",
     "DemoSource",
     "FrameSource",
@@ -38,6 +40,10 @@ IMAGE_EXTENSIONS = frozenset(
     {".bmp", ".jpeg", ".jpg", ".jp2", ".pbm", ".pgm", ".png", ".ppm", ".tif", ".tiff", ".webp"}
 )
 _CAMERA_SIZE = (640, 480)
+#: Times a lost camera is reopened before the run ends.
+RECONNECT_ATTEMPTS = 3
+#: Seconds before each reopen: long enough for a replugged camera to enumerate.
+RECONNECT_DELAY = 1.0
 
 
 @contextmanager
@@ -197,10 +203,11 @@ class CameraSource(FrameSource):
         Camera index as OpenCV numbers them.
     size : (int, int)
         Requested capture size (width, height); the camera may choose another.
-    reconnect_attempts : int
-        How many times to reopen the camera after it stops delivering frames.
-    reconnect_delay : float
-        Seconds to wait before each reopen.
+    reconnect_attempts : int, optional
+        How many times to reopen the camera after it stops delivering frames
+        (default ``RECONNECT_ATTEMPTS``).
+    reconnect_delay : float, optional
+        Seconds to wait before each reopen (default ``RECONNECT_DELAY``).
     stall_timeout : float
         Seconds without any frame after which the camera is taken as stalled.
     open_capture : callable, optional
@@ -223,8 +230,8 @@ class CameraSource(FrameSource):
         index: int,
         *,
         size: tuple[int, int] = _CAMERA_SIZE,
-        reconnect_attempts: int = 3,
-        reconnect_delay: float = 1.0,
+        reconnect_attempts: int | None = None,
+        reconnect_delay: float | None = None,
         stall_timeout: float = 5.0,
         open_capture: Callable[[int], Any] | None = None,
     ) -> None:
@@ -232,8 +239,10 @@ class CameraSource(FrameSource):
         self.index = index
         self.name = f"camera {index}"
         self.size = size
-        self.reconnect_attempts = reconnect_attempts
-        self.reconnect_delay = reconnect_delay
+        self.reconnect_attempts = (
+            RECONNECT_ATTEMPTS if reconnect_attempts is None else reconnect_attempts
+        )
+        self.reconnect_delay = RECONNECT_DELAY if reconnect_delay is None else reconnect_delay
         self.stall_timeout = stall_timeout
         self.reconnects = 0
         self._open_capture = open_capture or cv2.VideoCapture

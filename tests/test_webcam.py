@@ -373,6 +373,22 @@ def test_camera_thread_keeps_only_the_newest_frame():
     assert not any(t.name == "camera-0" and t.is_alive() for t in threading.enumerate())
 
 
+def test_unplugged_camera_ends_the_app_with_a_message(monkeypatch, tmp_path, capsys):
+    captures = iter([FakeCapture(40, delay=0.01)])
+    monkeypatch.setattr(webcam_sources.cv2, "VideoCapture",
+                        lambda index: next(captures, FakeCapture(0, opened=False)))
+    monkeypatch.setattr(webcam_sources, "RECONNECT_DELAY", 0.01)
+    video = tmp_path / "live.avi"
+    assert webcam.main(["--source", "0", "--no-window", "--output", str(video)]) == 1
+    captured = capsys.readouterr()
+    assert "camera 0 stopped delivering frames" in captured.err
+    assert "after 3 reconnect attempts" in captured.err
+    processed = int(captured.out.split("frames: ")[1].split()[0])
+    monkeypatch.undo()  # count_frames needs the real cv2.VideoCapture
+    # The 4x4 fake frames also check that tiny frames are written safely.
+    assert 1 <= processed <= 40 and count_frames(video) == (processed, (16, 16))
+
+
 def test_missing_camera_raises_camera_unavailable():
     with pytest.raises(CameraUnavailable, match="camera 5"):
         CameraSource(5, open_capture=lambda index: FakeCapture(0, opened=False))
