@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 
 from .webcam_detectors import DetectorSwitch, frame_stats
-from .webcam_errors import EXIT_INTERRUPTED, SourceLost
+from .webcam_errors import EXIT_INTERRUPTED, WebcamError
 from .webcam_output import JsonLinesWriter, RunSummary, VideoWriter
 from .webcam_overlay import Hud, draw_detections, draw_hud
 from .webcam_sources import FrameSource
@@ -175,7 +175,8 @@ def run(
     Returns
     -------
     int
-        0 when the run ended normally, 1 when a camera was lost, 130 on Ctrl-C.
+        0 when the run ended normally, 130 on Ctrl-C, else the ``exit_code`` of the
+        :class:`~apps.webcam_errors.WebcamError` that ended it (1 for a lost camera).
     """
     loop = _Loop(source, detectors, settings, window, video, jsonl)
     exit_code = 0
@@ -191,9 +192,9 @@ def run(
     except KeyboardInterrupt:
         _say("interrupted; finishing outputs")
         exit_code = EXIT_INTERRUPTED
-    except SourceLost as lost:
-        _say(f"error: {lost}")
-        exit_code = lost.exit_code
+    except WebcamError as error:  # a lost camera or an output that stopped working
+        _say(f"error: {error}")
+        exit_code = error.exit_code
     finally:
         source.close()
         for output in (video, jsonl, window):

@@ -129,12 +129,18 @@ class JsonLinesWriter:
         }
         if label is not None:
             record["image"] = label
-        self._file.write(json.dumps(record) + "\n")
-        self._file.flush()
+        try:
+            self._file.write(json.dumps(record) + "\n")
+            self._file.flush()
+        except OSError as error:
+            raise OutputError(f"cannot write {self.path}: {error.strerror}") from None
 
     def close(self) -> None:
         """Close the file."""
-        self._file.close()
+        try:
+            self._file.close()
+        except OSError:
+            pass  # the failed write was reported already; nothing more can be saved
 
 
 class RunSummary:

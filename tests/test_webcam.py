@@ -134,6 +134,15 @@ def test_bad_arguments_fail_with_a_message(argv, message, capsys):
     assert message in capsys.readouterr().err
 
 
+def test_output_that_fails_mid_run_ends_with_a_message(capsys):
+    if not os.path.exists("/dev/full"):
+        pytest.skip("needs /dev/full")
+    assert webcam.main(["--source", "demo", "--no-window", "--json", "/dev/full"]) == 2
+    captured = capsys.readouterr()
+    assert "error: cannot write /dev/full" in captured.err
+    assert "frames: 0 processed" in captured.out
+
+
 def test_verify_is_unavailable_until_the_pipeline_lands(capsys):
     import dynamic
 
