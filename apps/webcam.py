@@ -83,11 +83,11 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="neural verification of the cascade's detections (default: on when available)",
     )
-    parser.add_argument("--scale-factor", type=_scale_factor, default=1.1,
-                        help="image pyramid step (default: %(default)s)")
+    parser.add_argument("--scale-factor", type=_scale_factor, default=1.2,
+                        help="image pyramid step (default: %(default)s, real-time at 640x480)")
     parser.add_argument("--min-neighbors", type=_non_negative_int, default=3,
                         help="overlapping detections a face needs (default: %(default)s)")
-    parser.add_argument("--min-size", type=_positive_int, default=40, metavar="PIXELS",
+    parser.add_argument("--min-size", type=_positive_int, default=48, metavar="PIXELS",
                         help="smallest face to look for (default: %(default)s)")
     parser.add_argument("--no-window", action="store_true",
                         help="run headless: no window, print a summary at the end")
