@@ -24,6 +24,8 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
+from .integral import fill_packed_integrals
+
 __all__ = [
     "corner_offsets",
     "evaluate_tables",
@@ -48,59 +50,6 @@ _FLAT_WINDOW = 0.1
 
 
 # --------------------------------------------------------------------- kernels
-
-
-@nb.njit(cache=True, nogil=True)
-def _fill_window_tables(img, s, q, t, with_tilted):
-    """Integral tables of one window into ``s``, ``q`` (and ``t``), OpenCV's layout.
-
-    Accumulates in int64 and stores wrapped to int32, as ``cv::integral`` does.
-    """
-    h, w = img.shape
-    s[0, :] = 0
-    q[0, :] = 0
-    for y in range(1, h + 1):
-        s[y, 0] = 0
-        q[y, 0] = 0
-        rs = np.int64(0)
-        rq = np.int64(0)
-        for x in range(1, w + 1):
-            v = np.int64(img[y - 1, x - 1])
-            rs += v
-            rq += v * v
-            s[y, x] = np.int32(np.int64(s[y - 1, x]) + rs)
-            q[y, x] = np.int32((np.int64(q[y - 1, x]) + rq) & 0xFFFFFFFF)
-    if not with_tilted:
-        return
-    # Lienhart's recurrence
-    #   T(y, x) = T(y-1, x-1) + T(y-1, x+1) - T(y-2, x) + I(y-1, x-1) + I(y-2, x-1)
-    # on rows padded by h + 1 columns each side: triangles whose apex lies outside
-    # the window still cover pixels inside it, and the outermost columns stay zero.
-    pad = h + 1
-    wp = w + 2 * pad + 1
-    r0 = np.zeros(wp, np.int64)
-    r1 = np.zeros(wp, np.int64)
-    r2 = np.zeros(wp, np.int64)
-    t[0, :] = 0
-    for y in range(1, h + 1):
-        for k in range(1, wp - 1):
-            acc = r1[k - 1] + r1[k + 1] - r0[k]
-            col = k - pad - 1
-            if 0 <= col < w:
-                acc += img[y - 1, col]
-                if y >= 2:
-                    acc += img[y - 2, col]
-            r2[k] = acc
-        for x in range(w + 1):
-            t[y, x] = np.int32(r2[x + pad] & 0xFFFFFFFF)
-        r0, r1, r2 = r1, r2, r0
-
-
-@nb.njit(cache=True, nogil=True, parallel=True)
-def _integral_stack(patches, sums, sqsums, tilted, with_tilted):
-    """Integral tables of every window (windows in parallel)."""
-    for i in nb.prange(patches.shape[0]):
-        _fill_window_tables(patches[i], sums[i], sqsums[i], tilted[i], with_tilted)
 
 
 @nb.njit(cache=True, nogil=True, parallel=True)
@@ -286,10 +235,17 @@ def integral_stack(
     patches = _check_patches(patches)
     n, h, w = patches.shape
     nch = 3 if tilted else 2
+    area = (h + 1) * (w + 1)
     tables = np.empty((nch, n, h + 1, w + 1), dtype=np.int32)
     if n:
-        # Without tilted tables the kernel gets a placeholder it never writes.
-        _integral_stack(patches, tables[0], tables[1], tables[nch - 1], bool(tilted))
+        # Each window is one "level" of the packed-buffer kernel the detector uses:
+        # row stride w + 1, one (h + 1)-row slot per window.
+        padded = np.zeros((n, h + 1, w + 1), np.uint8)
+        padded[:, :h, :w] = patches
+        offsets = np.arange(n, dtype=np.int64) * area
+        fill_packed_integrals(padded.ravel(), tables.reshape(-1), w + 1, offsets,
+                              np.full(n, w, np.int64), np.full(n, h, np.int64),
+                              n * area, 2 * n * area if tilted else -1)
     return tables[0], tables[1], (tables[2] if tilted else None)
 
 
