@@ -1,0 +1,242 @@
+"""Positive training windows: face crops aligned to the detector's window.
+
+The detector's box is a convention: OpenCV's frontal-face cascades put a square
+from about the eyebrows (a little above) to just below the mouth. Crops from a
+face set are loose or tight in their own way, so each source gets a *box*: the
+part of every crop (as fractions of its width and height) that becomes the
+window. The window is resampled from that box with OpenCV's bilinear
+interpolation, the same filter the detector's pyramid uses.
+
+Then: windows the detector can never accept (too flat, see
+:func:`vj.feature_eval.window_norm_factors`) are dropped; near-identical crops
+(the same photograph twice) are reduced to one; crops of the same photograph
+with different framing are *grouped* so a group never straddles the
+train / calibration / validation split; and each split is doubled with mirror
+images.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from .feature_eval import window_norm_factors
+from .image_sources import read_annotations, read_gray
+
+__all__ = ["PositiveSplit", "crop_box", "load_positives", "near_duplicate_groups",
+           "read_face_crops", "split_groups"]
+
+
+def crop_box(
+    image: np.ndarray, box: tuple[float, float, float, float], window: tuple[int, int]
+) -> np.ndarray:
+    """Resample the box ``(x, y, w, h)`` (pixels, may be fractional) of ``image`` to ``window``.
+
+    Bilinear, pixel centres aligned as ``cv2.resize`` aligns them; pixels outside
+    the image repeat the border.
+    """
+    x, y, w, h = (float(v) for v in box)
+    ww, wh = window
+    sx, sy = w / ww, h / wh
+    # Output pixel centre (i + 0.5) maps to input x + (i + 0.5) * sx, a pixel centre at -0.5.
+    m = np.array([[sx, 0.0, x + 0.5 * sx - 0.5], [0.0, sy, y + 0.5 * sy - 0.5]])
+    return cv2.warpAffine(image, m, (ww, wh), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                          borderMode=cv2.BORDER_REPLICATE)
+
+
+def read_face_crops(
+    sources: list[str | os.PathLike],
+    window: tuple[int, int],
+    box: tuple[float, float, float, float] = (0.0, 0.0, 1.0, 1.0),
+) -> np.ndarray:
+    """Windows from face crops (folders) or annotated images (``path n x y w h`` lists).
+
+    Parameters
+    ----------
+    sources : list of path
+    window : (int, int)
+        ``(width, height)`` of the detector window.
+    box : (float, float, float, float)
+        Part of each crop / annotated box that becomes the window, as fractions
+        ``(x, y, w, h)`` of its size.
+
+    Returns
+    -------
+    (N, h, w) uint8 ndarray
+    """
+    bx, by, bw, bh = (float(v) for v in box)
+    if bw <= 0 or bh <= 0:
+        raise ValueError(f"box width and height must be positive, got {box}")
+    out = []
+    for s in sources:
+        for path, boxes in read_annotations(s):
+            img = read_gray(path)
+            if boxes is None:
+                boxes = np.array([[0, 0, img.shape[1], img.shape[0]]])
+            for x, y, w, h in boxes.tolist():
+                out.append(crop_box(img, (x + bx * w, y + by * h, bw * w, bh * h), window))
+    if not out:
+        raise ValueError(f"no positive images found in {', '.join(map(str, sources))}")
+    return np.stack(out)
+
+
+def _signatures(patches: np.ndarray) -> np.ndarray:
+    """12x12 zero-mean, unit-norm thumbnails: robust to brightness, contrast and JPEG noise."""
+    small = np.stack([cv2.resize(p, (12, 12), interpolation=cv2.INTER_AREA) for p in patches])
+    v = small.reshape(len(patches), -1).astype(np.float64)
+    v -= v.mean(axis=1, keepdims=True)
+    return v / (np.linalg.norm(v, axis=1, keepdims=True) + 1e-9)
+
+
+def near_duplicate_groups(patches: np.ndarray, threshold: float) -> np.ndarray:
+    """Label windows so that any two closer than ``threshold`` share a label.
+
+    Distance is Euclidean between 12x12 normalised thumbnails (0: identical,
+    ~0.55 typical between different faces, ``sqrt(2)`` uncorrelated). Groups
+    are the connected components of the "closer than" graph.
+
+    Returns
+    -------
+    (N,) int64 ndarray
+        The smallest index of each window's group.
+    """
+    from sklearn.neighbors import NearestNeighbors
+
+    sig = _signatures(patches)
+    nbrs = NearestNeighbors(radius=threshold).fit(sig).radius_neighbors(sig, return_distance=False)
+    parent = np.arange(len(patches))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for i, js in enumerate(nbrs):
+        for j in js:
+            a, b = find(i), find(int(j))
+            if a != b:
+                parent[max(a, b)] = min(a, b)
+    return np.array([find(i) for i in range(len(patches))], np.int64)
+
+
+def split_groups(
+    groups: np.ndarray, fractions: tuple[float, ...], seed: int
+) -> list[np.ndarray]:
+    """Split sample indices into parts of about the given fractions, whole groups at a time.
+
+    Groups are drawn in a seeded random order; parts ``1, 2, ...`` are filled in
+    turn up to their share and part 0 takes the rest. Returns sorted index arrays.
+    """
+    uniq, inverse, counts = np.unique(groups, return_inverse=True, return_counts=True)
+    order = np.random.default_rng([seed, 0x5EED]).permutation(uniq.size)
+    targets = [f * len(groups) for f in fractions]
+    assign = np.zeros(uniq.size, np.int64)
+    part, filled = 1, 0
+    for g in order:
+        while part < len(targets) and targets[part] <= filled:
+            part, filled = part + 1, 0
+        if part >= len(targets):
+            break
+        assign[g] = part
+        filled += counts[g]
+    labels = assign[inverse]
+    return [np.nonzero(labels == k)[0] for k in range(len(fractions))]
+
+
+@dataclass
+class PositiveSplit:
+    """Aligned positive windows, split three ways (each doubled by mirroring if asked).
+
+    Attributes
+    ----------
+    train : (N, h, w) uint8 ndarray
+        Boosting fits these.
+    calibration : (M, h, w) uint8 ndarray
+        Held out from boosting; stage thresholds are set on them.
+    validation : (K, h, w) uint8 ndarray
+        Never used in training; for reporting.
+    info : dict
+        Counts of what was read, dropped and kept.
+    source_index : dict of str to ndarray
+        For each split, the index of each (unmirrored) window among the crops
+        read, in order (to find the original crops again, e.g. for evaluation).
+    """
+
+    train: np.ndarray
+    calibration: np.ndarray
+    validation: np.ndarray
+    info: dict = field(default_factory=dict)
+    source_index: dict = field(default_factory=dict)
+
+
+def load_positives(
+    sources: list[str | os.PathLike],
+    window: tuple[int, int] = (24, 24),
+    box: tuple[float, float, float, float] = (0.0, 0.0, 1.0, 1.0),
+    *,
+    mirror: bool = True,
+    validation_fraction: float = 0.1,
+    calibration_fraction: float = 0.15,
+    duplicate_distance: float = 0.1,
+    group_distance: float = 0.3,
+    seed: int = 0,
+) -> PositiveSplit:
+    """Read, align, clean and split positive windows.
+
+    Parameters
+    ----------
+    sources : list of path
+        Folders of crops or annotation lists (:func:`read_face_crops`).
+    window, box
+        See :func:`read_face_crops`.
+    mirror : bool
+        Add the left-right mirror image of every window (faces are symmetric).
+    validation_fraction, calibration_fraction : float
+        Shares of the (deduplicated) crops held out.
+    duplicate_distance : float
+        Crops closer than this are one photograph; only the first is kept.
+    group_distance : float
+        Crops closer than this stay in the same split.
+    seed : int
+
+    Returns
+    -------
+    PositiveSplit
+    """
+    if not (0 <= validation_fraction < 1 and 0 < calibration_fraction < 1
+            and validation_fraction + calibration_fraction < 1):
+        raise ValueError("validation_fraction and calibration_fraction must be in [0, 1) with "
+                         f"a sum below 1, got {validation_fraction}, {calibration_fraction}")
+    crops = read_face_crops(sources, window, box)
+    n_read = len(crops)
+    valid = window_norm_factors(crops)[1]
+    index = np.nonzero(valid)[0]
+    crops = crops[valid]
+    dup = near_duplicate_groups(crops, duplicate_distance)
+    first = dup == np.arange(len(crops))
+    crops, index = crops[first], index[first]
+    groups = near_duplicate_groups(crops, group_distance)
+    fractions = (1 - validation_fraction - calibration_fraction, calibration_fraction,
+                 validation_fraction)
+    parts = split_groups(groups, fractions, seed)
+    sets = [crops[p] for p in parts]
+    if mirror:
+        sets = [np.concatenate([s, s[:, :, ::-1]]) for s in sets]
+    info = {
+        "read": n_read,
+        "dropped_flat": int(n_read - valid.sum()),
+        "dropped_duplicates": int(valid.sum() - len(crops)),
+        "kept": len(crops),
+        "groups": int(np.unique(groups).size),
+        "mirrored": bool(mirror),
+        "train": len(sets[0]),
+        "calibration": len(sets[1]),
+        "validation": len(sets[2]),
+    }
+    names = ("train", "calibration", "validation")
+    return PositiveSplit(*(np.ascontiguousarray(s) for s in sets), info=info,
+                         source_index={k: index[p] for k, p in zip(names, parts, strict=True)})
