@@ -19,8 +19,8 @@ import numpy as np
 from .cascade import Cascade
 from .grouping import group_rectangles
 from .integral import fill_packed_integrals
-from .pyramid import MAX_BUFFER_BYTES, opencv_scales, pyramid_layout
-from .scan import CascadeKernelData, scan_levels
+from .pyramid import MAX_BUFFER_BYTES, PyramidLayout, opencv_scales, pyramid_layout
+from .scan import CascadeKernelData, collect_hits, scan_levels
 
 __all__ = ["CascadeDetector", "DetectionStats", "clip_boxes", "to_gray"]
 
@@ -122,6 +122,78 @@ def _size_arg(name: str, value) -> tuple[int, int]:
     return (w, h)
 
 
+@dataclass(frozen=True)
+class _ScanPlan:
+    """Everything about a scan that depends only on the image size and the options."""
+
+    layout: PyramidLayout
+    level_w: np.ndarray
+    level_h: np.ndarray
+    level_n: np.ndarray
+    item_level: np.ndarray
+    item_y: np.ndarray
+    box_w: np.ndarray
+    box_h: np.ndarray
+    nch: int
+    sq_ofs: int
+    t_ofs: int
+    win_area: float
+
+    @classmethod
+    def build(cls, det: CascadeDetector, w: int, h: int, sf: float, mins, maxs) -> _ScanPlan:
+        scales = opencv_scales((w, h), det.window, sf, mins, maxs)
+        layout = pyramid_layout((w, h), scales)
+        k = det._k
+        nch = 3 if k.has_tilted else 2
+        csize = layout.channel_size
+        need = nch * csize * 4 + csize
+        if need > MAX_BUFFER_BYTES:
+            raise ValueError(
+                f"image {w}x{h} needs {need / 2**30:.1f} GiB of integral tables at this "
+                f"min_size; downscale it or pass a larger min_size"
+            )
+        ww, wh = det.window
+        level_w = np.ascontiguousarray(layout.sizes[:, 0])
+        level_h = np.ascontiguousarray(layout.sizes[:, 1])
+        steps = layout.ysteps
+        xmax = np.maximum(level_w + 1 - ww, 0)
+        ymax = np.maximum(level_h + 1 - wh, 0)
+        rows = [np.arange(0, ymax[i], steps[i], dtype=np.int64) for i in range(len(layout))]
+        empty = np.zeros(0, np.int64)
+        return cls(
+            layout=layout,
+            level_w=level_w,
+            level_h=level_h,
+            level_n=(xmax + steps - 1) // steps,
+            item_level=np.concatenate(
+                [np.full(r.size, i, np.int64) for i, r in enumerate(rows)] or [empty]),
+            item_y=np.concatenate(rows or [empty]),
+            box_w=np.rint(np.float32(ww) * layout.scales).astype(np.int32),
+            box_h=np.rint(np.float32(wh) * layout.scales).astype(np.int32),
+            nch=nch,
+            sq_ofs=(nch - 1) * csize,
+            t_ofs=csize if k.has_tilted else -1,
+            win_area=float((ww - 2) * (wh - 2)),
+        )
+
+    def allocate(self) -> tuple[np.ndarray, ...]:
+        """Scratch buffers: resized levels, integral tables, hits and counters."""
+        csize = self.layout.channel_size
+        n_items = self.item_level.size
+        max_n = max(int(self.level_n.max()) if self.level_n.size else 0, 1)
+        return (np.empty(csize, np.uint8), np.empty(self.nch * csize, np.int32),
+                np.empty((n_items, max_n), np.int32), np.empty(n_items, np.int64),
+                np.empty((n_items, 2), np.int64))
+
+    def views(self, rbuf: np.ndarray) -> list[np.ndarray]:
+        """Each level's ``(h, w)`` image inside the packed uint8 buffer."""
+        lay = self.layout
+        return [np.lib.stride_tricks.as_strided(rbuf[int(lay.offsets[i]):],
+                                                shape=(int(self.level_h[i]), int(self.level_w[i])),
+                                                strides=(lay.stride, 1))
+                for i in range(len(lay))]
+
+
 class CascadeDetector:
     """Detect objects with a :class:`~vj.cascade.Cascade`, like ``cv2.CascadeClassifier``.
 
@@ -143,7 +215,9 @@ class CascadeDetector:
             raise TypeError(f"expected a vj.Cascade, got {type(cascade).__name__}")
         self.cascade = cascade
         self._k = CascadeKernelData(cascade)
-        self._offsets_cache: dict[int, tuple[np.ndarray, np.ndarray, int]] = {}
+        self._records_cache: dict[tuple[int, int], tuple[np.ndarray, ...]] = {}
+        self._plans: dict[tuple, _ScanPlan] = {}
+        self._local = threading.local()
         self._lock = threading.Lock()
         self.last_stats = DetectionStats()
 
@@ -212,64 +286,38 @@ class CascadeDetector:
         maxs = _size_arg("max_size", max_size)
         t0 = time.perf_counter()
         h, w = gray.shape
-        scales = opencv_scales((w, h), self.window, sf, mins, maxs)
-        layout = pyramid_layout((w, h), scales)
+        plan = self._plan(w, h, sf, mins, maxs)
+        layout = plan.layout
         stats = DetectionStats(levels=len(layout))
         if len(layout) == 0:
             self.last_stats = stats
             return np.zeros((0, 4), np.int32)
+        rbuf, buf, hit_x, hit_count, scan_stats = self._buffers(plan)
+        stride = layout.stride
+        for lv, view in enumerate(plan.views(rbuf)):
+            inv = 1.0 / float(layout.scales[lv])
+            # Straight into the packed buffer: no temporary image per level.
+            cv2.resize(gray, view.shape[::-1], dst=view, fx=inv, fy=inv,
+                       interpolation=cv2.INTER_LINEAR_EXACT)
+        fill_packed_integrals(rbuf, buf, stride, layout.offsets, plan.level_w, plan.level_h,
+                              plan.sq_ofs, plan.t_ofs)
         k = self._k
-        nch = 3 if k.has_tilted else 2
-        need = nch * layout.channel_size * 4 + layout.channel_size
-        if need > MAX_BUFFER_BYTES:
-            raise ValueError(
-                f"image {w}x{h} needs {need / 2**30:.1f} GiB of integral tables at this "
-                f"min_size; downscale it or pass a larger min_size"
-            )
-        csize = layout.channel_size
-        rbuf = np.empty(csize, np.uint8)
-        for lv in range(len(layout)):
-            lw, lh = (int(v) for v in layout.sizes[lv])
-            view = np.lib.stride_tricks.as_strided(
-                rbuf[layout.offsets[lv]:], shape=(lh, lw), strides=(layout.stride, 1)
-            )
-            sc = float(layout.scales[lv])
-            resized = cv2.resize(gray, (lw, lh), fx=1.0 / sc, fy=1.0 / sc,
-                                 interpolation=cv2.INTER_LINEAR_EXACT)
-            view[...] = resized
-        buf = np.empty(nch * csize, np.int32)
-        t_ofs = csize if k.has_tilted else -1
-        sq_ofs = (nch - 1) * csize
-        lw_arr = np.ascontiguousarray(layout.sizes[:, 0])
-        lh_arr = np.ascontiguousarray(layout.sizes[:, 1])
-        fill_packed_integrals(rbuf, buf, layout.stride, layout.offsets, lw_arr, lh_arr,
-                              sq_ofs, t_ofs)
-
-        ww, wh = self.window
-        xmax = np.maximum(lw_arr + 1 - ww, 0)
-        ymax = np.maximum(lh_arr + 1 - wh, 0)
-        item_level = np.concatenate(
-            [np.full(len(range(0, ymax[i], layout.ysteps[i])), i, np.int64)
-             for i in range(len(layout))])
-        item_y = np.concatenate(
-            [np.arange(0, ymax[i], layout.ysteps[i], dtype=np.int64) for i in range(len(layout))])
-        ofs, norm = self._offsets(layout.stride, t_ofs if t_ofs >= 0 else 0)
-        hits = np.zeros((item_level.size, max(int(xmax.max()), 1)), np.uint8)
-        scan_stats = np.zeros((item_level.size, 2), np.int64)
-        scan_levels(buf, sq_ofs, layout.stride, layout.offsets, xmax, ymax, layout.ysteps,
-                    item_level, item_y, float((ww - 2) * (wh - 2)), norm, ofs, k.weights,
-                    k.node_threshold, k.node_left, k.node_right, k.tree_nodes,
-                    k.leaf_values, k.stage_trees, k.stage_threshold, k.stumps,
-                    numba.get_num_threads(), hits, scan_stats)
-        items, xs = np.nonzero(hits)
-        lv = item_level[items]
+        rec, recf, norm = self._records(stride, max(plan.t_ofs, 0))
+        scan_levels(buf, plan.sq_ofs, stride, layout.offsets, plan.level_n, layout.ysteps,
+                    plan.item_level, plan.item_y, plan.win_area, norm, rec, recf,
+                    k.tree_node_start, k.tree_table, k.node_left, k.node_right,
+                    k.tree_leaf_start, k.leaves, k.stage_tree_start, k.stage_threshold,
+                    k.tree_rmax, k.tree_rmin, k.row_stages, k.dense_density,
+                    numba.get_num_threads(), hit_x, hit_count, scan_stats)
+        items, xs = collect_hits(hit_x, hit_count)
+        lv = plan.item_level[items]
         sc = layout.scales[lv]
         out = np.empty((items.size, 4), np.int32)
         # Rect(cvRound(x * scale), cvRound(y * scale), winSize) in float32, as OpenCV.
         out[:, 0] = np.rint(xs.astype(np.float32) * sc)
-        out[:, 1] = np.rint(item_y[items].astype(np.float32) * sc)
-        out[:, 2] = np.rint(np.float32(ww) * layout.scales)[lv]
-        out[:, 3] = np.rint(np.float32(wh) * layout.scales)[lv]
+        out[:, 1] = np.rint(plan.item_y[items].astype(np.float32) * sc)
+        out[:, 2] = plan.box_w[lv]
+        out[:, 3] = plan.box_h[lv]
         stats.windows = int(scan_stats[:, 0].sum())
         stats.features = int(scan_stats[:, 1].sum())
         stats.candidates = int(items.size)
@@ -286,15 +334,37 @@ class CascadeDetector:
         return self
 
     # -------------------------------------------------------------- helpers
-    def _offsets(self, stride: int, t_ofs: int) -> tuple[np.ndarray, np.ndarray]:
+    def _plan(self, w: int, h: int, sf: float, mins, maxs) -> _ScanPlan:
+        key = (w, h, sf, mins, maxs)
+        with self._lock:
+            plan = self._plans.get(key)
+        if plan is None:
+            plan = _ScanPlan.build(self, w, h, sf, mins, maxs)
+            with self._lock:
+                if len(self._plans) >= 8:
+                    self._plans.pop(next(iter(self._plans)))
+                self._plans[key] = plan
+        return plan
+
+    def _buffers(self, plan: _ScanPlan) -> tuple[np.ndarray, ...]:
+        # Per thread, so that concurrent detect calls never share scratch memory;
+        # only the last image geometry is kept, which bounds the memory held.
+        local = self._local
+        if getattr(local, "plan", None) is not plan:
+            local.plan = plan
+            local.bufs = plan.allocate()
+        return local.bufs
+
+    def _records(self, stride: int, t_ofs: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         key = (stride, t_ofs)
         with self._lock:
-            hit = self._offsets_cache.get(key)
+            hit = self._records_cache.get(key)
             if hit is None:
-                if len(self._offsets_cache) > 16:
-                    self._offsets_cache.clear()
-                hit = self._k.offsets(stride, t_ofs)
-                self._offsets_cache[key] = hit
+                if len(self._records_cache) > 16:
+                    self._records_cache.clear()
+                rec, norm = self._k.records(stride, t_ofs)
+                hit = (rec, rec.view(np.float32), norm)
+                self._records_cache[key] = hit
         return hit
 
     def __repr__(self) -> str:
