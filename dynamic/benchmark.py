@@ -1,0 +1,437 @@
+"""The dynamic-network benchmark: does computation skipped turn into time saved?
+
+Trains, on a real offline dataset, a dense CIFAR-style ResNet and its SkipNet version,
+and an IDK cascade (logistic regression -> small CNN -> the ResNet), then measures, side
+by side, FLOPs per sample (counted with ``FlopCounterMode`` and checked against the
+analytic model), median wall-clock latency and test accuracy. ``apps/bench_dynamic.py``
+is the command-line front end.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
+
+import numpy as np
+import torch
+from sklearn.linear_model import LogisticRegression
+
+from dynamic.datasets import DatasetSplits, load_digits_upsampled, load_face_crops
+from dynamic.flops import count_flops, linear_flops
+from dynamic.idk import IDKCascade, MaxProbRule, Stage, sklearn_predict_proba, torch_predict_proba
+from dynamic.idk_tuning import cost_accuracy_frontier, plot_frontier, tune_thresholds
+from dynamic.latency import compare_latency, torch_threads
+from dynamic.skipnet import SkipResNet
+from dynamic.skipnet_runtime import SkipNetClassifier, SkipNetRuntime
+from dynamic.skipnet_training import (
+    TrainConfig,
+    evaluate,
+    train_dense,
+    train_hybrid_rl,
+    train_supervised_gates,
+)
+from dynamic.small_models import SmallCNN, pooled_pixels, train_classifier
+
+__all__ = ["BenchmarkConfig", "format_report", "load_dataset", "run_benchmark"]
+
+Log = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class BenchmarkConfig:
+    """Settings of one benchmark run (defaults: the full run, about 4 minutes on 2 cores).
+
+    Attributes
+    ----------
+    dataset : {"digits", "faces"}
+        scikit-learn digits upsampled, or face / non-face crops from the shared data.
+    data_dir : str or None
+        Shared data folder for ``"faces"`` (default: ``$VJ_DATA`` or ``../shared/data``).
+    image_size : int
+        Side of the network inputs.
+    depth, gate : int, str
+        SkipNet depth (``6n + 2``) and gate kind.
+    dense_epochs, sp_epochs, rl_epochs : int
+        Epochs of dense training, supervised gate pre-training and hybrid RL.
+    alpha : float
+        RL price of computation.
+    batch_sizes : tuple of int
+        Batch sizes measured.
+    timed_samples : int
+        Test samples pushed through each timed variant per repeat at batch sizes > 1
+        (whole batches only); their FLOPs are counted with ``FlopCounterMode``.
+    timed_samples_batch1 : int
+        The same at batch size 1 (the counter costs ~0.1 s per call there).
+    warmup, repeats : int
+        Untimed and timed rounds of each latency comparison.
+    eps : float
+        Relative accuracy loss the IDK threshold tuning may accept.
+    cnn_epochs : int
+        Epochs of the small CNN stage.
+    train_threads, timing_threads : int
+        PyTorch threads for training and for timing. One thread by default: on a
+        shared 2-core machine a second thread mostly waits for a core, and an operator
+        whose thread is descheduled stalls the whole step.
+    seed : int
+        Seed of data split, initialisation and training.
+    subset : int or None
+        Keep only this many samples of each split (smoke tests).
+    """
+
+    dataset: str = "digits"
+    data_dir: str | None = None
+    image_size: int = 32
+    depth: int = 38
+    gate: str = "rnn"
+    dense_epochs: int = 8
+    sp_epochs: int = 1
+    rl_epochs: int = 3
+    alpha: float = 0.5
+    batch_sizes: tuple[int, ...] = (1, 64)
+    timed_samples: int = 192
+    timed_samples_batch1: int = 64
+    warmup: int = 2
+    repeats: int = 9
+    eps: float = 0.0
+    cnn_epochs: int = 15
+    train_threads: int = 1
+    timing_threads: int = 1
+    seed: int = 0
+    subset: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.dataset not in ("digits", "faces"):
+            raise ValueError(f"dataset must be 'digits' or 'faces', got {self.dataset!r}")
+        if not self.batch_sizes or min(self.batch_sizes) < 1:
+            raise ValueError(f"batch_sizes must be positive, got {self.batch_sizes}")
+        if self.timed_samples < max(self.batch_sizes) or self.timed_samples_batch1 < 1:
+            raise ValueError("timed_samples must be at least the largest batch size")
+        if self.subset is not None and self.subset < max(self.batch_sizes):
+            raise ValueError("subset must be at least the largest batch size")
+
+    @classmethod
+    def quick(cls, **overrides) -> BenchmarkConfig:
+        """A smaller, faster run (about a minute) for smoke tests."""
+        settings = dict(
+            dense_epochs=3,
+            sp_epochs=1,
+            rl_epochs=2,
+            timed_samples=64,
+            warmup=1,
+            repeats=3,
+            cnn_epochs=5,
+        )
+        settings.update(overrides)
+        return cls(**settings)
+
+
+def load_dataset(config: BenchmarkConfig) -> DatasetSplits:
+    """The dataset named by ``config`` (cut to ``config.subset`` samples per split)."""
+    if config.dataset == "digits":
+        data = load_digits_upsampled(config.image_size, seed=config.seed)
+    else:
+        data = load_face_crops(
+            config.data_dir, config.image_size, seed=config.seed, max_per_class=2000
+        )
+    if config.subset is None:
+        return data
+    cut = slice(0, config.subset)
+    return replace(
+        data,
+        x_train=data.x_train[cut],
+        y_train=data.y_train[cut],
+        x_val=data.x_val[cut],
+        y_val=data.y_val[cut],
+        x_test=data.x_test[cut],
+        y_test=data.y_test[cut],
+    )
+
+
+def _train_skipnet(data: DatasetSplits, config: BenchmarkConfig, log: Log):
+    torch.manual_seed(config.seed)
+    dense = SkipResNet(
+        depth=config.depth,
+        num_classes=data.num_classes,
+        in_channels=data.in_channels,
+        gate=config.gate,
+    )
+    start = time.perf_counter()
+    history = {
+        "dense": train_dense(
+            dense,
+            data.x_train,
+            data.y_train,
+            TrainConfig(epochs=config.dense_epochs, lr=0.01, seed=config.seed),
+        )
+    }
+    log(f"dense ResNet-{config.depth}: {time.perf_counter() - start:.0f} s, {history['dense'][-1]}")
+    # SkipNet starts from the trained ResNet (the paper's protocol); its gates learn faster
+    # than the body, which is only fine-tuned.
+    gated = copy.deepcopy(dense)
+    start = time.perf_counter()
+    history["supervised"] = train_supervised_gates(
+        gated,
+        data.x_train,
+        data.y_train,
+        TrainConfig(epochs=config.sp_epochs, lr=1e-3, gate_lr_scale=10, seed=config.seed + 1),
+    )
+    history["rl"] = train_hybrid_rl(
+        gated,
+        data.x_train,
+        data.y_train,
+        TrainConfig(epochs=config.rl_epochs, lr=1e-3, gate_lr_scale=30, seed=config.seed + 2),
+        alpha=config.alpha,
+    )
+    log(f"SkipNet SP + RL: {time.perf_counter() - start:.0f} s, {history['rl'][-1]}")
+    return dense.eval(), gated.eval(), history
+
+
+def _batches(x: torch.Tensor, batch_size: int) -> list[torch.Tensor]:
+    return [x[i : i + batch_size] for i in range(0, x.shape[0], batch_size)]
+
+
+def _measure_skipnet(
+    dense: SkipResNet, gated: SkipResNet, data: DatasetSplits, config: BenchmarkConfig, log: Log
+) -> dict[str, dict[str, float]]:
+    dense_rt = SkipNetRuntime(dense)
+    gated_rt = SkipNetRuntime(gated)
+    x_test, y_test = data.x_test, data.y_test.numpy()
+    breakdown = gated.flop_breakdown(*x_test.shape[2:])
+    results = {}
+    for batch_size in config.batch_sizes:
+        batches = _batches(x_test, batch_size)
+        with torch.inference_mode():
+            dense_pred = np.concatenate(
+                [dense_rt(b, dynamic=False).logits.argmax(1) for b in batches]
+            )
+            outs = [gated_rt(b) for b in batches]
+        executed = np.concatenate([o.executed for o in outs])
+        gated_pred = np.concatenate([o.logits.argmax(1) for o in outs])
+
+        n_timed = config.timed_samples_batch1 if batch_size == 1 else config.timed_samples
+        timed = [b for b in _batches(x_test[:n_timed], batch_size) if b.shape[0] == batch_size]
+        if not timed:
+            raise ValueError(f"the test set holds fewer than {batch_size} samples")
+        n_timed = len(timed) * batch_size
+        # FLOPs of what ran on the timed samples, counted on the module's own skip
+        # execution (the runtime's fused gate kernel is invisible to the counter); the
+        # runtime must have taken the same decisions.
+        flops_dyn = flops_dense = 0
+        counted_executed = []
+        with torch.inference_mode():
+            for b in timed:
+                f, out = count_flops(gated, b, execution="skip")
+                flops_dyn += f
+                counted_executed.append(out.executed)
+            flops_dense = count_flops(dense, timed[0], execution="dense")[0] * len(timed)
+        counted_executed = np.concatenate(counted_executed)
+        agree = float((counted_executed == executed[:n_timed]).mean())
+
+        with torch_threads(config.timing_threads), torch.inference_mode():
+            lat = compare_latency(
+                {
+                    "dense": lambda t=timed: [dense_rt(b, dynamic=False) for b in t],
+                    "dynamic": lambda t=timed: [gated_rt(b) for b in t],
+                },
+                warmup=config.warmup,
+                repeats=config.repeats,
+            )
+        per_batch = 1.0 / len(timed)
+        entry = {
+            "flops_dense": flops_dense / n_timed,
+            "flops_dynamic": flops_dyn / n_timed,
+            "flops_dynamic_analytic": float(breakdown.dynamic(counted_executed).mean()),
+            "flops_dense_analytic": float(breakdown.dense()),
+            "flops_dynamic_test_set": float(breakdown.dynamic(executed).mean()),
+            "ms_dense": lat["dense"].median_ms * per_batch,
+            "ms_dynamic": lat["dynamic"].median_ms * per_batch,
+            "ms_dense_p10_p90": [lat["dense"].p10_ms * per_batch, lat["dense"].p90_ms * per_batch],
+            "ms_dynamic_p10_p90": [
+                lat["dynamic"].p10_ms * per_batch,
+                lat["dynamic"].p90_ms * per_batch,
+            ],
+            "acc_dense": float((dense_pred == y_test).mean()),
+            "acc_dynamic": float((gated_pred == y_test).mean()),
+            "gate_decisions_agree": agree,
+            "samples_timed": n_timed,
+            "test_samples": int(x_test.shape[0]),
+        }
+        entry["flops_saved"] = 1.0 - entry["flops_dynamic"] / entry["flops_dense"]
+        entry["time_saved"] = 1.0 - entry["ms_dynamic"] / entry["ms_dense"]
+        entry["time_saved_per_flops_saved"] = (
+            entry["time_saved"] / entry["flops_saved"] if entry["flops_saved"] > 0 else float("nan")
+        )
+        results[str(batch_size)] = entry
+        log(f"SkipNet batch {batch_size}: {_short(entry)}")
+    return results
+
+
+def _short(entry: dict) -> str:
+    keys = ("flops_saved", "time_saved", "acc_dense", "acc_dynamic", "ms_dense", "ms_dynamic")
+    return ", ".join(f"{k}={entry[k]:.4g}" for k in keys)
+
+
+def _run_idk(
+    dense: SkipResNet, data: DatasetSplits, config: BenchmarkConfig, log: Log, plot: str | None
+) -> dict:
+    pool = 8
+    logreg = LogisticRegression(C=1.0, max_iter=2000).fit(
+        pooled_pixels(data.x_train, pool).numpy(), data.y_train.numpy()
+    )
+    logreg_flops = linear_flops(pool * pool * data.in_channels, data.num_classes)
+    torch.manual_seed(config.seed)
+    cnn = SmallCNN(data.in_channels, data.num_classes, data.image_size)
+    train_classifier(cnn, data.x_train, data.y_train, epochs=config.cnn_epochs, seed=config.seed)
+    with torch.inference_mode():
+        cnn_flops = count_flops(cnn, data.x_val[:1])[0]
+    resnet = SkipNetClassifier(dense, dynamic=False)
+    resnet_flops = float(dense.flop_breakdown(*data.x_val.shape[2:]).dense())
+    stages = [
+        Stage(
+            "logreg-8x8",
+            sklearn_predict_proba(logreg, lambda x: pooled_pixels(x, pool).numpy()),
+            float(logreg_flops),
+            MaxProbRule(),
+        ),
+        Stage("small-cnn", torch_predict_proba(cnn), float(cnn_flops), MaxProbRule()),
+        Stage(f"resnet{config.depth}", resnet, resnet_flops),
+    ]
+
+    def stage_outputs(x: torch.Tensor, y: np.ndarray):
+        probs = [s.predict_proba(x) for s in stages]
+        return probs, [p.argmax(1) == y for p in probs]
+
+    val_probs, val_correct = stage_outputs(data.x_val, data.y_val.numpy())
+    rule = MaxProbRule()
+    confidences = [rule.confidence(p) for p in val_probs]
+    costs = [s.cost for s in stages]
+    tuned = tune_thresholds(confidences, val_correct, costs, eps=config.eps)
+    cascade = IDKCascade(stages).with_thresholds(tuned.point.thresholds[: len(stages) - 1])
+    frontier = cost_accuracy_frontier(confidences, val_correct, costs)
+
+    y_test = data.y_test.numpy()
+    test_probs, test_correct = stage_outputs(data.x_test, y_test)
+    best = tuned.best_single_stage
+    result = cascade.predict(data.x_test)
+    with torch_threads(config.timing_threads):
+        lat = compare_latency(
+            {
+                "best": lambda: stages[best].predict_proba(data.x_test),
+                "cascade": lambda: cascade.predict(data.x_test),
+            },
+            warmup=config.warmup,
+            repeats=config.repeats,
+        )
+    if plot:
+        singles = [
+            (s.name, s.cost, float(c.mean())) for s, c in zip(stages, val_correct, strict=True)
+        ]
+        plot_frontier(frontier, plot, singles=singles, chosen=tuned.point)
+        log(f"frontier plot written to {plot}")
+    out = {
+        "cost_best": stages[best].cost,
+        "cost_cascade": result.stats.cost_per_input,
+        "acc_best": float(test_correct[best].mean()),
+        "acc_cascade": result.accuracy(y_test),
+        "cost_unit": "flops",
+        "best_stage": stages[best].name,
+        "ms_best": lat["best"].median_ms,
+        "ms_cascade": lat["cascade"].median_ms,
+        "test_samples": int(len(y_test)),
+        "thresholds": list(tuned.point.thresholds),
+        "val_feasible": tuned.feasible,
+        "val_acc_cascade": tuned.point.accuracy,
+        "val_acc_best": tuned.best_single_accuracy,
+        "stages": [
+            {
+                "name": s.name,
+                "cost": s.cost,
+                "inputs": st.inputs,
+                "answered": st.answered,
+                "idk_rate": st.idk_rate,
+                "ms": st.ms,
+                "acc_alone_test": float(c.mean()),
+            }
+            for s, st, c in zip(stages, result.stats.stages, test_correct, strict=True)
+        ],
+        "frontier_val": [[p.cost, p.accuracy] for p in frontier],
+    }
+    log("IDK cascade on test:\n" + result.stats.table())
+    return out
+
+
+def run_benchmark(config: BenchmarkConfig, *, log: Log = print, plot: str | None = None) -> dict:
+    """Train, measure and return the results (see ``BENCHMARKS.md`` for the format).
+
+    Parameters
+    ----------
+    config : BenchmarkConfig
+        What to run.
+    log : callable, optional
+        Receives progress lines.
+    plot : str, optional
+        Where to save the IDK cost / accuracy frontier plot.
+
+    Returns
+    -------
+    dict
+        ``{"skipnet": {batch size: entry}, "idk": {...}, "details": {...}}``.
+    """
+    start = time.perf_counter()
+    data = load_dataset(config)
+    sizes = (len(data.y_train), len(data.y_val), len(data.y_test))
+    log(f"data {data.name}: train / val / test = {sizes}")
+    # Everything but the timed loops runs with train_threads (see BenchmarkConfig).
+    with torch_threads(config.train_threads):
+        dense, gated, history = _train_skipnet(data, config, log)
+        val = evaluate(gated, data.x_val, data.y_val)
+        val_dense = evaluate(dense, data.x_val, data.y_val, execution="dense")
+        log(
+            f"validation: dense {val_dense.accuracy:.4f}, SkipNet {val.accuracy:.4f} "
+            f"at execution rate {val.execution_rate:.3f}"
+        )
+        skipnet = _measure_skipnet(dense, gated, data, config, log)
+        idk = _run_idk(dense, data, config, log, plot)
+    details = {
+        "config": asdict(config),
+        "dataset": data.name,
+        "gate_execution_rate_val": val.executed.mean(axis=0).round(3).tolist(),
+        "training_history": history,
+        "torch": torch.__version__,
+        "seconds": time.perf_counter() - start,
+    }
+    return {"skipnet": skipnet, "idk": idk, "details": details}
+
+
+def format_report(results: dict) -> str:
+    """The results as readable tables."""
+    lines = [
+        "SkipNet (per-sample FLOPs, per-batch median ms, test accuracy)",
+        f"{'batch':>6}{'MFLOPs dense':>14}{'MFLOPs dyn':>12}{'saved':>8}"
+        f"{'ms dense':>10}{'ms dyn':>10}{'saved':>8}{'ratio':>7}{'acc dense':>11}{'acc dyn':>9}",
+    ]
+    for batch, e in results["skipnet"].items():
+        lines.append(
+            f"{batch:>6}{e['flops_dense'] / 1e6:>14.2f}{e['flops_dynamic'] / 1e6:>12.2f}"
+            f"{e['flops_saved']:>8.1%}{e['ms_dense']:>10.3f}{e['ms_dynamic']:>10.3f}"
+            f"{e['time_saved']:>8.1%}{e['time_saved_per_flops_saved']:>7.2f}"
+            f"{e['acc_dense']:>11.4f}{e['acc_dynamic']:>9.4f}"
+        )
+    idk = results["idk"]
+    lines += [
+        "",
+        f"IDK cascade (cost = FLOPs per input; best single model: {idk['best_stage']})",
+        f"{'':>10}{'cost':>14}{'accuracy':>10}{'ms (test set)':>15}",
+        f"{'best':>10}{idk['cost_best']:>14.4g}{idk['acc_best']:>10.4f}{idk['ms_best']:>15.2f}",
+        f"{'cascade':>10}{idk['cost_cascade']:>14.4g}{idk['acc_cascade']:>10.4f}{idk['ms_cascade']:>15.2f}",
+        "per-stage IDK rates: "
+        + ", ".join(f"{s['name']} {s['idk_rate']:.3f} ({s['inputs']} in)" for s in idk["stages"]),
+    ]
+    return "\n".join(lines)
+
+
+def with_overrides(config: BenchmarkConfig, **overrides) -> BenchmarkConfig:
+    """``config`` with the given fields replaced (``None`` values are ignored)."""
+    return replace(config, **{k: v for k, v in overrides.items() if v is not None})

@@ -1,0 +1,108 @@
+"""Fast CPU runtime: same answers as the module's masked execution, and really skips."""
+
+import numpy as np
+import pytest
+import torch
+from test_dynamic_skipnet import force_gates, randomize, varied_inputs
+
+from dynamic.latency import torch_threads
+from dynamic.skipnet import SkipResNet
+from dynamic.skipnet_runtime import SkipNetClassifier, SkipNetRuntime
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    torch.manual_seed(0)
+    with torch_threads(1):
+        yield
+
+
+def make_net(gate):
+    net = SkipResNet(depth=14, num_classes=4, in_channels=1, widths=(4, 8, 8), gate=gate)
+    randomize(net, varied_inputs(32, 1, 16))
+    return net.eval()
+
+
+@pytest.mark.parametrize("gate", ["rnn", "ff2"])
+@pytest.mark.parametrize("channels_last", [True, False])
+@pytest.mark.parametrize("batch", [1, 3, 17])
+def test_runtime_equals_masked(gate, channels_last, batch):
+    net = make_net(gate)
+    runtime = SkipNetRuntime(net, channels_last=channels_last)
+    x = varied_inputs(batch, 1, 16)
+    with torch.no_grad():
+        masked = net(x, execution="masked")
+        dense = net(x, execution="dense")
+    out = runtime(x)
+    np.testing.assert_array_equal(out.executed, masked.executed)
+    torch.testing.assert_close(out.logits, masked.logits, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(runtime(x, dynamic=False).logits, dense.logits, rtol=1e-4, atol=1e-4)
+    if batch == 17:
+        per_block = out.executed.mean(axis=0)
+        assert ((per_block > 0) & (per_block < 1)).any()
+
+
+def test_runtime_does_not_modify_its_input():
+    net = make_net("rnn")
+    x = varied_inputs(9, 1, 16)
+    copy = x.clone()
+    SkipNetRuntime(net)(x)
+    torch.testing.assert_close(x, copy, rtol=0, atol=0)
+
+
+def _count_body_calls(runtime, monkeypatch):
+    calls = []
+    for k, block in enumerate(runtime._blocks):
+        body = block.body
+
+        def counting(x, shortcut, k=k, body=body):
+            calls.append((k, x.shape[0]))
+            return body(x, shortcut)
+
+        monkeypatch.setattr(block, "body", counting)
+    return calls
+
+
+def test_runtime_closed_gates_run_nothing_at_batch_one(monkeypatch):
+    net = make_net("rnn")
+    force_gates(net, open_=False)
+    runtime = SkipNetRuntime(net)
+    calls = _count_body_calls(runtime, monkeypatch)
+    out = runtime(torch.randn(1, 1, 16, 16))
+    assert not out.executed.any()
+    assert calls == [(0, 1)]
+
+
+def test_runtime_runs_blocks_on_open_samples_only(monkeypatch):
+    net = make_net("ff2")
+    runtime = SkipNetRuntime(net)
+    calls = _count_body_calls(runtime, monkeypatch)
+    out = runtime(varied_inputs(32, 1, 16))
+    ran = dict(calls)
+    for g in range(net.num_gates):
+        assert ran.get(g + 1, 0) == out.executed[:, g].sum()
+
+
+def test_classifier_stage_reports_probabilities_and_flops():
+    net = make_net("rnn")
+    x = varied_inputs(6, 1, 16)
+    clf = SkipNetClassifier(net)
+    probs = clf.predict_proba(x)
+    assert probs.shape == (6, 4)
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
+    expected = net.flop_breakdown(16, 16).dynamic(clf.last_executed)
+    np.testing.assert_array_equal(clf.last_cost, expected)
+    dense = SkipNetClassifier(net, dynamic=False)
+    dense(x)
+    assert (dense.last_cost == net.flop_breakdown(16, 16).dense()).all()
+
+
+def test_runtime_rejects_bad_use():
+    net = make_net("rnn")
+    with pytest.raises(ValueError, match="eval"):
+        SkipNetRuntime(net.train())
+    net.eval()
+    with pytest.raises(ValueError, match="SkipResNet"):
+        SkipNetRuntime(torch.nn.Linear(2, 2))
+    with pytest.raises(ValueError, match="shape"):
+        SkipNetRuntime(net)(torch.zeros(2, 3, 16, 16))

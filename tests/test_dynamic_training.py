@@ -1,0 +1,136 @@
+"""SkipNet training phases on tiny data: each runs and lowers its loss."""
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+from dynamic.datasets import load_digits_upsampled
+from dynamic.latency import torch_threads
+from dynamic.skipnet import SkipResNet
+from dynamic.skipnet_training import (
+    TrainConfig,
+    evaluate,
+    random_shift,
+    reinforce_loss,
+    train_dense,
+    train_hybrid_rl,
+    train_supervised_gates,
+    tune_gate_threshold,
+)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    torch.manual_seed(0)
+    with torch_threads(1):
+        yield
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    """96 digits at 16x16, three classes: learnable in a few dozen steps."""
+    data = load_digits_upsampled(16, seed=0)
+    keep = (data.y_train < 3).nonzero().squeeze(1)[:96]
+    return data.x_train[keep], data.y_train[keep]
+
+
+def tiny_net():
+    torch.manual_seed(0)
+    return SkipResNet(depth=8, num_classes=3, in_channels=1, widths=(4, 8, 8))
+
+
+def test_dense_training_lowers_the_loss(tiny):
+    x, y = tiny
+    history = train_dense(tiny_net(), x, y, TrainConfig(epochs=8, batch_size=16, lr=0.03))
+    assert history[-1]["loss"] < 0.5 * history[0]["loss"]
+
+
+def test_supervised_gate_training_lowers_the_loss_and_trains_gates(tiny):
+    x, y = tiny
+    net = tiny_net()
+    before = copy.deepcopy(net.gates.state_dict())
+    history = train_supervised_gates(net, x, y, TrainConfig(epochs=8, batch_size=16, lr=0.03))
+    assert history[-1]["loss"] < 0.5 * history[0]["loss"]
+    changed = [not torch.equal(before[k], v) for k, v in net.gates.state_dict().items()]
+    assert all(changed)  # the straight-through gradient reached every gate parameter
+
+
+def test_straight_through_gradient_reaches_the_gates(tiny):
+    x, y = tiny
+    net = tiny_net().train()
+    out = net(x[:8], execution="masked", policy="hard")
+    torch.nn.functional.cross_entropy(out.logits, y[:8]).backward()
+    assert net.gates.proj.weight.grad.abs().sum() > 0
+    net.zero_grad()
+    out = net(x[:8], execution="masked", policy="sample")
+    torch.nn.functional.cross_entropy(out.logits, y[:8]).backward()
+    assert net.gates.proj.weight.grad is None or net.gates.proj.weight.grad.abs().sum() == 0
+
+
+def test_hybrid_rl_lowers_the_loss_and_learns_to_skip(tiny):
+    x, y = tiny
+    net = tiny_net()
+    train_dense(net, x, y, TrainConfig(epochs=2, batch_size=16, lr=0.01))
+    config = TrainConfig(epochs=5, batch_size=16, lr=3e-3, gate_lr_scale=30)
+    history = train_hybrid_rl(net, x, y, config, alpha=2.0)
+    assert history[-1]["loss"] < history[0]["loss"]
+    assert history[-1]["reward"] > history[0]["reward"]
+    assert history[-1]["execution_rate"] < history[0]["execution_rate"]
+
+
+def test_reinforce_pushes_rewarded_actions_up():
+    logits = torch.zeros(4, 2, requires_grad=True)
+    # first gate: ran, skipped, ran, skipped; samples 0-1 then classified well, 2-3 badly
+    actions = torch.tensor([[1.0, 1.0], [0.0, 1.0], [1.0, 1.0], [0.0, 1.0]])
+    loss, returns = reinforce_loss(logits, actions, torch.tensor([0.0, 0.0, 5.0, 5.0]), alpha=0.0)
+    loss.backward()
+    assert returns.shape == (4, 2)
+    # a gradient step (-grad) makes the decisions that paid off more likely, the rest less:
+    # P(run) up for 0 (ran, good) and 3 (skipped, bad), down for 1 and 2
+    signs = torch.sign(logits.grad[:, 0]).tolist()
+    assert signs == [-1.0, 1.0, 1.0, -1.0]
+    # with equal losses, the skip reward alone favours skipping: P(run) goes down for both
+    logits = torch.zeros(2, 1, requires_grad=True)
+    loss, returns = reinforce_loss(logits, torch.tensor([[1.0], [0.0]]), torch.zeros(2), alpha=1.0)
+    loss.backward()
+    assert returns[1, 0] > returns[0, 0]
+    assert (logits.grad > 0).all()
+
+
+def test_evaluate_and_threshold_tuning(tiny):
+    x, y = tiny
+    net = tiny_net()
+    train_dense(net, x, y, TrainConfig(epochs=3, batch_size=16, lr=0.01))
+    dense = evaluate(net, x, y, execution="dense")
+    assert dense.executed.all() and dense.predictions.shape == (96,)
+    threshold, table = tune_gate_threshold(net, x, y, min_accuracy=dense.accuracy - 0.05)
+    chosen = next(row for row in table if row[0] == threshold)
+    assert net.gate_threshold == threshold
+    assert chosen[1] >= dense.accuracy - 0.05
+    feasible = [row for row in table if row[1] >= dense.accuracy - 0.05]
+    assert chosen[2] == min(row[2] for row in feasible)
+
+
+def test_random_shift_moves_content():
+    x = torch.zeros(3, 1, 8, 8)
+    x[:, :, 4, 4] = 1.0
+    shifted = random_shift(x, 2, torch.Generator().manual_seed(1))
+    assert shifted.shape == x.shape
+    positions = [tuple(np.argwhere(s[0].numpy() == 1.0)[0]) for s in shifted]
+    assert all(abs(r - 4) <= 2 and abs(c - 4) <= 2 for r, c in positions)
+    assert len(set(positions)) > 1
+    assert random_shift(x, 0, torch.Generator()) is x
+
+
+def test_bad_training_arguments(tiny):
+    x, y = tiny
+    with pytest.raises(ValueError):
+        TrainConfig(epochs=0)
+    with pytest.raises(ValueError, match="optimizer"):
+        TrainConfig(optimizer="lbfgs")
+    with pytest.raises(ValueError, match="shape"):
+        train_dense(tiny_net(), x, y[:-1], TrainConfig(epochs=1))
+    with pytest.raises(ValueError, match="alpha"):
+        train_hybrid_rl(tiny_net(), x, y, TrainConfig(epochs=1), alpha=-1.0)
