@@ -299,16 +299,23 @@ class CascadeDetector:
             # Straight into the packed buffer: no temporary image per level.
             cv2.resize(gray, view.shape[::-1], dst=view, fx=inv, fy=inv,
                        interpolation=cv2.INTER_LINEAR_EXACT)
-        fill_packed_integrals(rbuf, buf, stride, layout.offsets, plan.level_w, plan.level_h,
-                              plan.sq_ofs, plan.t_ofs)
+        nthreads = numba.get_num_threads()
+        # The tables take a few milliseconds: one thread does them, because waking
+        # a thread pool for so little costs more than it saves on a busy machine.
+        numba.set_num_threads(1)
+        try:
+            fill_packed_integrals(rbuf, buf, stride, layout.offsets, plan.level_w,
+                                  plan.level_h, plan.sq_ofs, plan.t_ofs)
+        finally:
+            numba.set_num_threads(nthreads)
         k = self._k
         rec, recf, norm = self._records(stride, max(plan.t_ofs, 0))
         scan_levels(buf, plan.sq_ofs, stride, layout.offsets, plan.level_n, layout.ysteps,
                     plan.item_level, plan.item_y, plan.win_area, norm, rec, recf,
                     k.tree_node_start, k.tree_table, k.node_left, k.node_right,
                     k.tree_leaf_start, k.leaves, k.stage_tree_start, k.stage_threshold,
-                    k.tree_rmax, k.tree_rmin, k.row_stages, k.dense_density,
-                    numba.get_num_threads(), hit_x, hit_count, scan_stats)
+                    k.tree_rmax, k.tree_rmin, k.row_stages, k.dense_density, nthreads,
+                    hit_x, hit_count, scan_stats)
         items, xs = collect_hits(hit_x, hit_count)
         lv = plan.item_level[items]
         sc = layout.scales[lv]

@@ -43,8 +43,10 @@ __all__ = ["CascadeKernelData", "feature_offsets", "scan_levels", "stage_sums_ar
 MAX_TABLE_NODES = 4
 #: Columns per chunk of the stage-major scan (a couple of SIMD vectors).
 CHUNK = 16
+#: Columns per block of the first stage's row pass (its feature rows stay in L1).
+BLOCK = 128
 #: Live windows per chunk column below which the scan goes window by window.
-DENSE_DENSITY = 0.15
+DENSE_DENSITY = 0.2
 #: int32 fields of a node record: 12 corner offsets, 3 weights, the threshold.
 RECORD = 16
 _W0, _W1, _W2, _THR = 12, 13, 14, 15
@@ -419,6 +421,8 @@ def scan_levels(buf, sq_ofs, stride, level_offset, level_n, level_step, item_lev
     for lv in range(level_n.size):
         max_n = max(max_n, (level_n[lv] - 1) * level_step[lv] + 1)
     max_chunks = (max_n + CHUNK - 1) // CHUNK
+    # Rows are dealt round-robin, so that every thread gets big and small levels
+    # alike (numba's dynamic scheduling costs more than it balances here).
     for th in nb.prange(nthreads):
         counter = np.zeros(1, np.int64)
         fac = np.empty(max_n, np.float32)
@@ -439,10 +443,13 @@ def scan_levels(buf, sq_ofs, stride, level_offset, level_n, level_step, item_lev
             n_all = (n - 1) * step + 1 if n > 0 else 0
             _row_factors(buf, base, 1, n_all, sq_ofs, norm, win_area, fac, ok)
             if table:
-                spans[0, 0] = 0
-                spans[0, 1] = n_all
-                _dense_stage(buf, base, 0, spans, 1, rec, recf, tree_node_start, tree_table,
-                             stage_tree_start, fac, acc, code)
+                # Block by block, so that the rows a block's features read stay in L1
+                # while all of the stage's nodes pass over them.
+                for b0 in range(0, n_all, BLOCK):
+                    spans[0, 0] = b0
+                    spans[0, 1] = min(b0 + BLOCK, n_all)
+                    _dense_stage(buf, base, 0, spans, 1, rec, recf, tree_node_start,
+                                 tree_table, stage_tree_start, fac, acc, code)
                 counter[0] += n_all * tree_node_start[stage_tree_start[1]]
             # OpenCV's order: a window rejected by stage 0 hides the next one.
             for x in range(n_all):
@@ -477,16 +484,19 @@ def scan_levels(buf, sq_ofs, stride, level_offset, level_n, level_step, item_lev
                     for x in range(c0, c1):
                         any_live |= live[x]
                     if any_live:
-                        spans[n_spans, 0] = c0
-                        spans[n_spans, 1] = c1
-                        n_spans += 1
-                if n_live < dense_density * (n_spans * CHUNK):
-                    break
-                _dense_stage(buf, base, s, spans, n_spans, rec, recf, tree_node_start,
-                             tree_table, stage_tree_start, fac, acc, code)
+                        if n_spans > 0 and spans[n_spans - 1, 1] == c0:
+                            spans[n_spans - 1, 1] = c1
+                        else:
+                            spans[n_spans, 0] = c0
+                            spans[n_spans, 1] = c1
+                            n_spans += 1
                 n_cols = 0
                 for si in range(n_spans):
                     n_cols += spans[si, 1] - spans[si, 0]
+                if n_live < dense_density * n_cols:
+                    break
+                _dense_stage(buf, base, s, spans, n_spans, rec, recf, tree_node_start,
+                             tree_table, stage_tree_start, fac, acc, code)
                 counter[0] += n_cols * (tree_node_start[stage_tree_start[s + 1]]
                                         - tree_node_start[stage_tree_start[s]])
                 thr = stage_threshold[s]
