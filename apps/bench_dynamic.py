@@ -37,6 +37,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=int, help="timed rounds per comparison")
     p.add_argument("--seed", type=int, help="random seed (default 0)")
     p.add_argument("--plot", type=Path, help="save the IDK cost/accuracy frontier plot here")
+    p.add_argument("--weights-dir", type=Path, help="save the trained networks' state dicts here")
     return p
 
 
@@ -65,6 +66,7 @@ def main(argv: list[str] | None = None) -> int:
             config,
             log=lambda line: print(line, file=sys.stderr, flush=True),
             plot=str(args.plot) if args.plot else None,
+            weights_dir=str(args.weights_dir) if args.weights_dir else None,
         )
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)

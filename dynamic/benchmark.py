@@ -13,6 +13,7 @@ import copy
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -22,7 +23,7 @@ from dynamic.datasets import DatasetSplits, load_digits_upsampled, load_face_cro
 from dynamic.flops import count_flops, linear_flops
 from dynamic.idk import IDKCascade, MaxProbRule, Stage, sklearn_predict_proba, torch_predict_proba
 from dynamic.idk_tuning import cost_accuracy_frontier, plot_frontier, tune_thresholds
-from dynamic.latency import compare_latency, torch_threads
+from dynamic.latency import compare_latency, compare_latency_over_inputs, torch_threads
 from dynamic.skipnet import SkipResNet
 from dynamic.skipnet_runtime import SkipNetClassifier, SkipNetRuntime
 from dynamic.skipnet_training import (
@@ -33,6 +34,7 @@ from dynamic.skipnet_training import (
     train_supervised_gates,
 )
 from dynamic.small_models import SmallCNN, pooled_pixels, train_classifier
+from dynamic.weights import save_weights
 
 __all__ = ["BenchmarkConfig", "format_report", "load_dataset", "run_benchmark"]
 
@@ -68,6 +70,10 @@ class BenchmarkConfig:
         Untimed and timed rounds of each latency comparison.
     eps : float
         Relative accuracy loss the IDK threshold tuning may accept.
+    idk_z : float
+        Safety margin of the IDK threshold tuning, in standard errors (see
+        :func:`~dynamic.idk_tuning.tune_thresholds`); guards the test accuracy against
+        thresholds that exploit a few lucky answers of the small validation set.
     cnn_epochs : int
         Epochs of the small CNN stage.
     train_threads, timing_threads : int
@@ -95,6 +101,7 @@ class BenchmarkConfig:
     warmup: int = 2
     repeats: int = 9
     eps: float = 0.0
+    idk_z: float = 1.645
     cnn_epochs: int = 15
     train_threads: int = 1
     timing_threads: int = 1
@@ -230,28 +237,27 @@ def _measure_skipnet(
         agree = float((counted_executed == executed[:n_timed]).mean())
 
         with torch_threads(config.timing_threads), torch.inference_mode():
-            lat = compare_latency(
+            lat = compare_latency_over_inputs(
                 {
-                    "dense": lambda t=timed: [dense_rt(b, dynamic=False) for b in t],
-                    "dynamic": lambda t=timed: [gated_rt(b) for b in t],
+                    "dense": lambda b: dense_rt(b, dynamic=False),
+                    "dynamic": lambda b: gated_rt(b),
                 },
+                timed,
                 warmup=config.warmup,
                 repeats=config.repeats,
             )
-        per_batch = 1.0 / len(timed)
         entry = {
             "flops_dense": flops_dense / n_timed,
             "flops_dynamic": flops_dyn / n_timed,
             "flops_dynamic_analytic": float(breakdown.dynamic(counted_executed).mean()),
             "flops_dense_analytic": float(breakdown.dense()),
             "flops_dynamic_test_set": float(breakdown.dynamic(executed).mean()),
-            "ms_dense": lat["dense"].median_ms * per_batch,
-            "ms_dynamic": lat["dynamic"].median_ms * per_batch,
-            "ms_dense_p10_p90": [lat["dense"].p10_ms * per_batch, lat["dense"].p90_ms * per_batch],
-            "ms_dynamic_p10_p90": [
-                lat["dynamic"].p10_ms * per_batch,
-                lat["dynamic"].p90_ms * per_batch,
-            ],
+            "ms_dense": lat["dense"].median_ms,
+            "ms_dynamic": lat["dynamic"].median_ms,
+            "ms_dense_p10_p90": [lat["dense"].p10_ms, lat["dense"].p90_ms],
+            "ms_dynamic_p10_p90": [lat["dynamic"].p10_ms, lat["dynamic"].p90_ms],
+            "ms_dense_min": lat["dense"].min_ms,
+            "ms_dynamic_min": lat["dynamic"].min_ms,
             "acc_dense": float((dense_pred == y_test).mean()),
             "acc_dynamic": float((gated_pred == y_test).mean()),
             "gate_decisions_agree": agree,
@@ -260,17 +266,88 @@ def _measure_skipnet(
         }
         entry["flops_saved"] = 1.0 - entry["flops_dynamic"] / entry["flops_dense"]
         entry["time_saved"] = 1.0 - entry["ms_dynamic"] / entry["ms_dense"]
-        entry["time_saved_per_flops_saved"] = (
-            entry["time_saved"] / entry["flops_saved"] if entry["flops_saved"] > 0 else float("nan")
+        entry["time_saved_min"] = 1.0 - entry["ms_dynamic_min"] / entry["ms_dense_min"]
+        saved = entry["flops_saved"]
+        entry["time_saved_per_flops_saved"] = entry["time_saved"] / saved if saved > 0 else None
+        entry["time_saved_min_per_flops_saved"] = (
+            entry["time_saved_min"] / saved if saved > 0 else None
         )
         results[str(batch_size)] = entry
         log(f"SkipNet batch {batch_size}: {_short(entry)}")
     return results
 
 
+def _engine_check(
+    dense: SkipResNet,
+    gated: SkipResNet,
+    data: DatasetSplits,
+    config: BenchmarkConfig,
+    rate: float,
+    log: Log,
+) -> dict[str, dict[str, float]]:
+    """Batched skip execution with per-sample random decisions at the policy's rate.
+
+    The learned policy can be input-independent (the same blocks skipped for every
+    sample), which never exercises the gather / compute / scatter path; this check
+    replays coin flips instead, so that every block runs on a different subset.
+    """
+    results = {}
+    rng = np.random.default_rng(config.seed)
+    for batch_size in (b for b in config.batch_sizes if b > 1):
+        timed = _batches(data.x_test[: config.timed_samples], batch_size)
+        timed = [b for b in timed if b.shape[0] == batch_size]
+        masks = rng.random((len(timed), gated.num_gates, batch_size)) < rate
+        dense_rt = SkipNetRuntime(dense)
+        gated_rt = SkipNetRuntime(gated)
+        items = [(b, m.T) for b, m in zip(timed, masks, strict=True)]
+
+        def run_dense(item, rt=dense_rt):
+            return rt(item[0], dynamic=False)
+
+        def run_replay(item, rt=gated_rt):
+            return rt(item[0], decisions=item[1])
+
+        with torch.inference_mode():
+            flops_dyn = sum(count_flops(run_replay, item)[0] for item in items)
+            flops_dense = count_flops(run_dense, items[0])[0] * len(items)
+        breakdown = gated.flop_breakdown(*data.x_test.shape[2:])
+        # Replayed decisions skip the gates; charge their FLOPs (not their time, which
+        # the learned-gate measurement above includes: about 1 % of a batch of 64).
+        gate_flops = sum(breakdown.gates)
+        n = len(timed) * batch_size
+        with torch_threads(config.timing_threads), torch.inference_mode():
+            lat = compare_latency_over_inputs(
+                {"dense": run_dense, "dynamic": run_replay},
+                items,
+                warmup=config.warmup,
+                repeats=config.repeats,
+            )
+        entry = {
+            "execution_rate": float(masks.mean()),
+            "flops_dense": flops_dense / n,
+            "flops_dynamic": flops_dyn / n + gate_flops,
+            "flops_dynamic_analytic": float(
+                breakdown.dynamic(masks.transpose(0, 2, 1).reshape(n, -1)).mean()
+            ),
+            "ms_dense": lat["dense"].median_ms,
+            "ms_dynamic": lat["dynamic"].median_ms,
+            "ms_dense_min": lat["dense"].min_ms,
+            "ms_dynamic_min": lat["dynamic"].min_ms,
+        }
+        saved = 1.0 - entry["flops_dynamic"] / entry["flops_dense"]
+        entry["flops_saved"] = saved
+        entry["time_saved"] = 1.0 - entry["ms_dynamic"] / entry["ms_dense"]
+        entry["time_saved_min"] = 1.0 - entry["ms_dynamic_min"] / entry["ms_dense_min"]
+        entry["time_saved_per_flops_saved"] = entry["time_saved"] / saved
+        entry["time_saved_min_per_flops_saved"] = entry["time_saved_min"] / saved
+        results[str(batch_size)] = entry
+        log(f"engine check, random per-sample gates, batch {batch_size}: {_short(entry)}")
+    return results
+
+
 def _short(entry: dict) -> str:
     keys = ("flops_saved", "time_saved", "acc_dense", "acc_dynamic", "ms_dense", "ms_dynamic")
-    return ", ".join(f"{k}={entry[k]:.4g}" for k in keys)
+    return ", ".join(f"{k}={entry[k]:.4g}" for k in keys if k in entry)
 
 
 def _run_idk(
@@ -307,14 +384,18 @@ def _run_idk(
     rule = MaxProbRule()
     confidences = [rule.confidence(p) for p in val_probs]
     costs = [s.cost for s in stages]
-    tuned = tune_thresholds(confidences, val_correct, costs, eps=config.eps)
-    cascade = IDKCascade(stages).with_thresholds(tuned.point.thresholds[: len(stages) - 1])
+    tuned = tune_thresholds(confidences, val_correct, costs, eps=config.eps, z=config.idk_z)
+    plain = tune_thresholds(confidences, val_correct, costs, eps=config.eps)
+    deferring = len(stages) - 1
+    cascade = IDKCascade(stages).with_thresholds(tuned.point.thresholds[:deferring])
     frontier = cost_accuracy_frontier(confidences, val_correct, costs)
 
     y_test = data.y_test.numpy()
-    test_probs, test_correct = stage_outputs(data.x_test, y_test)
+    _, test_correct = stage_outputs(data.x_test, y_test)
     best = tuned.best_single_stage
     result = cascade.predict(data.x_test)
+    plain_result = IDKCascade(stages).with_thresholds(plain.point.thresholds[:deferring])
+    plain_result = plain_result.predict(data.x_test)
     with torch_threads(config.timing_threads):
         lat = compare_latency(
             {
@@ -340,10 +421,18 @@ def _run_idk(
         "ms_best": lat["best"].median_ms,
         "ms_cascade": lat["cascade"].median_ms,
         "test_samples": int(len(y_test)),
+        "eps": config.eps,
+        "z": config.idk_z,
         "thresholds": list(tuned.point.thresholds),
         "val_feasible": tuned.feasible,
         "val_acc_cascade": tuned.point.accuracy,
         "val_acc_best": tuned.best_single_accuracy,
+        "plain_constraint": {
+            "thresholds": list(plain.point.thresholds),
+            "val_acc_cascade": plain.point.accuracy,
+            "cost_cascade": plain_result.stats.cost_per_input,
+            "acc_cascade": plain_result.accuracy(y_test),
+        },
         "stages": [
             {
                 "name": s.name,
@@ -362,7 +451,13 @@ def _run_idk(
     return out
 
 
-def run_benchmark(config: BenchmarkConfig, *, log: Log = print, plot: str | None = None) -> dict:
+def run_benchmark(
+    config: BenchmarkConfig,
+    *,
+    log: Log = print,
+    plot: str | None = None,
+    weights_dir: str | None = None,
+) -> dict:
     """Train, measure and return the results (see ``BENCHMARKS.md`` for the format).
 
     Parameters
@@ -373,12 +468,17 @@ def run_benchmark(config: BenchmarkConfig, *, log: Log = print, plot: str | None
         Receives progress lines.
     plot : str, optional
         Where to save the IDK cost / accuracy frontier plot.
+    weights_dir : str, optional
+        Existing folder where the trained dense ResNet and SkipNet are saved as state
+        dicts (``resnet.pt``, ``skipnet.pt``).
 
     Returns
     -------
     dict
         ``{"skipnet": {batch size: entry}, "idk": {...}, "details": {...}}``.
     """
+    if weights_dir is not None and not Path(weights_dir).is_dir():
+        raise ValueError(f"weights folder {weights_dir} does not exist")
     start = time.perf_counter()
     data = load_dataset(config)
     sizes = (len(data.y_train), len(data.y_val), len(data.y_test))
@@ -386,6 +486,9 @@ def run_benchmark(config: BenchmarkConfig, *, log: Log = print, plot: str | None
     # Everything but the timed loops runs with train_threads (see BenchmarkConfig).
     with torch_threads(config.train_threads):
         dense, gated, history = _train_skipnet(data, config, log)
+        if weights_dir is not None:
+            save_weights(dense, Path(weights_dir) / "resnet.pt")
+            save_weights(gated, Path(weights_dir) / "skipnet.pt")
         val = evaluate(gated, data.x_val, data.y_val)
         val_dense = evaluate(dense, data.x_val, data.y_val, execution="dense")
         log(
@@ -393,11 +496,14 @@ def run_benchmark(config: BenchmarkConfig, *, log: Log = print, plot: str | None
             f"at execution rate {val.execution_rate:.3f}"
         )
         skipnet = _measure_skipnet(dense, gated, data, config, log)
+        rate = float(evaluate(gated, data.x_test, data.y_test).executed.mean())
+        engine = _engine_check(dense, gated, data, config, rate, log)
         idk = _run_idk(dense, data, config, log, plot)
     details = {
         "config": asdict(config),
         "dataset": data.name,
         "gate_execution_rate_val": val.executed.mean(axis=0).round(3).tolist(),
+        "engine_check_random_gates": engine,
         "training_history": history,
         "torch": torch.__version__,
         "seconds": time.perf_counter() - start,
@@ -405,19 +511,35 @@ def run_benchmark(config: BenchmarkConfig, *, log: Log = print, plot: str | None
     return {"skipnet": skipnet, "idk": idk, "details": details}
 
 
+def _ratio(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f}"
+
+
 def format_report(results: dict) -> str:
     """The results as readable tables."""
     lines = [
-        "SkipNet (per-sample FLOPs, per-batch median ms, test accuracy)",
+        "SkipNet (per-sample FLOPs, per-batch median ms, test accuracy; ratio = time saved /"
+        " FLOPs saved, min ratio = the same from uninterrupted (minimum) times)",
         f"{'batch':>6}{'MFLOPs dense':>14}{'MFLOPs dyn':>12}{'saved':>8}"
-        f"{'ms dense':>10}{'ms dyn':>10}{'saved':>8}{'ratio':>7}{'acc dense':>11}{'acc dyn':>9}",
+        f"{'ms dense':>10}{'ms dyn':>10}{'saved':>8}{'ratio':>7}{'min ratio':>10}"
+        f"{'acc dense':>11}{'acc dyn':>9}",
     ]
     for batch, e in results["skipnet"].items():
         lines.append(
             f"{batch:>6}{e['flops_dense'] / 1e6:>14.2f}{e['flops_dynamic'] / 1e6:>12.2f}"
             f"{e['flops_saved']:>8.1%}{e['ms_dense']:>10.3f}{e['ms_dynamic']:>10.3f}"
-            f"{e['time_saved']:>8.1%}{e['time_saved_per_flops_saved']:>7.2f}"
+            f"{e['time_saved']:>8.1%}{_ratio(e['time_saved_per_flops_saved']):>7}"
+            f"{_ratio(e['time_saved_min_per_flops_saved']):>10}"
             f"{e['acc_dense']:>11.4f}{e['acc_dynamic']:>9.4f}"
+        )
+    engine = results["details"].get("engine_check_random_gates", {})
+    for batch, e in engine.items():
+        lines.append(
+            f"{'(' + batch + ')':>6}{e['flops_dense'] / 1e6:>14.2f}"
+            f"{e['flops_dynamic'] / 1e6:>12.2f}"
+            f"{e['flops_saved']:>8.1%}{e['ms_dense']:>10.3f}{e['ms_dynamic']:>10.3f}"
+            f"{e['time_saved']:>8.1%}{_ratio(e['time_saved_per_flops_saved']):>7}"
+            f"{_ratio(e['time_saved_min_per_flops_saved']):>10}   random per-sample gates"
         )
     idk = results["idk"]
     lines += [
@@ -426,6 +548,8 @@ def format_report(results: dict) -> str:
         f"{'':>10}{'cost':>14}{'accuracy':>10}{'ms (test set)':>15}",
         f"{'best':>10}{idk['cost_best']:>14.4g}{idk['acc_best']:>10.4f}{idk['ms_best']:>15.2f}",
         f"{'cascade':>10}{idk['cost_cascade']:>14.4g}{idk['acc_cascade']:>10.4f}{idk['ms_cascade']:>15.2f}",
+        f"   (plain constraint, z = 0: cost {idk['plain_constraint']['cost_cascade']:.4g}, "
+        f"accuracy {idk['plain_constraint']['acc_cascade']:.4f})",
         "per-stage IDK rates: "
         + ", ".join(f"{s['name']} {s['idk_rate']:.3f} ({s['inputs']} in)" for s in idk["stages"]),
     ]

@@ -73,6 +73,9 @@ class TuningResult:
         Accuracy of the most accurate stage used alone.
     best_single_stage : int
         Its index.
+    discordant : int
+        Validation inputs on which the chosen cascade and the best model are not both
+        right or both wrong.
     """
 
     point: OperatingPoint
@@ -80,6 +83,7 @@ class TuningResult:
     target_accuracy: float
     best_single_accuracy: float
     best_single_stage: int
+    discordant: int
 
 
 def _prepare(confidences, correct, costs):
@@ -175,19 +179,21 @@ def _prefix_axes(confidences: list[np.ndarray], max_prefix_settings: int) -> lis
     return axes
 
 
-def _sweep_last_deferring(conf, right, cost, prefix: np.ndarray):
+def _sweep_last_deferring(conf, right, cost, reference: int, prefix: np.ndarray):
     """Every threshold of stage ``K-2``, exactly, for fixed thresholds ``prefix`` before it.
 
     The inputs reaching stage ``K-2`` are fixed by ``prefix``; sorted by that stage's
     confidence, answering the ``j`` surest is one cumulative sum away for every ``j``.
     """
     k, n = len(conf), conf[0].shape[0]
+    ref = right[reference]
     pending = np.ones(n, dtype=bool)
-    hits = spent = 0.0
+    hits = spent = disagree = 0.0
     for s, t in enumerate(prefix):
         spent += cost[s][pending].sum()
         answer = pending & (conf[s] >= t)
         hits += right[s][answer].sum()
+        disagree += (right[s][answer] != ref[answer]).sum()
         pending &= ~answer
     s = k - 2
     idx = np.flatnonzero(pending)
@@ -198,33 +204,42 @@ def _sweep_last_deferring(conf, right, cost, prefix: np.ndarray):
     gain = right[s][order].astype(np.float64) - right[k - 1][order]
     d_hits = np.concatenate([[0.0], np.cumsum(gain)])
     d_cost = np.concatenate([[0.0], np.cumsum(-cost[k - 1][order])])
+    flips = (right[s][order] != ref[order]).astype(np.float64) - (right[k - 1][order] != ref[order])
+    d_disagree = np.concatenate([[0.0], np.cumsum(flips)])
     # only cut between distinct confidences: thresholds are values, ties answer together
     cuts = np.concatenate([[0], np.flatnonzero(np.diff(c_sorted) != 0) + 1, [order.size]])
     thresholds = np.concatenate([[np.inf], c_sorted[cuts[1:] - 1]]) if order.size else [np.inf]
     cuts = cuts if order.size else np.array([0])
     base_hits = hits + right[k - 1][idx].sum()
     base_cost = spent + cost[k - 1][idx].sum()
+    base_disagree = disagree + (right[k - 1][idx] != ref[idx]).sum()
     accuracy = (base_hits + d_hits[cuts]) / n
     mean_cost = (base_cost + d_cost[cuts]) / n
+    discordant = base_disagree + d_disagree[cuts]
     if order.size:  # answering everything is "always answer", whatever the values
         thresholds[-1] = -np.inf
     grid = np.column_stack([np.tile(prefix, (len(cuts), 1)), thresholds])
-    return grid, accuracy, mean_cost
+    return grid, accuracy, mean_cost, discordant
 
 
 def _all_points(confidences, correct, costs, max_prefix_settings):
+    """Every candidate setting with its accuracy, mean cost, and discordant count.
+
+    The discordant count is the number of inputs on which the cascade and the most
+    accurate single stage are not both right or both wrong.
+    """
     if max_prefix_settings < 1:
         raise ValueError(f"max_prefix_settings must be >= 1, got {max_prefix_settings}")
     conf, right, cost = _prepare(confidences, correct, costs)
+    reference = int(np.argmax([r.mean() for r in right]))
     if len(conf) == 1:
-        return np.zeros((1, 0)), np.array([right[0].mean()]), np.array([cost[0].mean()]), right
+        one = np.array([right[0].mean()]), np.array([cost[0].mean()]), np.zeros(1)
+        return (np.zeros((1, 0)), *one, right)
     axes = _prefix_axes(conf, max_prefix_settings)
     prefixes = np.stack([g.ravel() for g in np.meshgrid(*axes, indexing="ij")], 1) if axes else [()]
-    parts = [_sweep_last_deferring(conf, right, cost, np.asarray(p)) for p in prefixes]
-    grid = np.concatenate([g for g, _, _ in parts])
-    accuracy = np.concatenate([a for _, a, _ in parts])
-    mean_cost = np.concatenate([c for _, _, c in parts])
-    return grid, accuracy, mean_cost, right
+    parts = [_sweep_last_deferring(conf, right, cost, reference, np.asarray(p)) for p in prefixes]
+    grid, accuracy, mean_cost, discordant = (np.concatenate(x) for x in zip(*parts, strict=True))
+    return grid, accuracy, mean_cost, discordant, right
 
 
 def _point(grid: np.ndarray, accuracy: np.ndarray, cost: np.ndarray, i: int) -> OperatingPoint:
@@ -237,6 +252,7 @@ def tune_thresholds(
     costs: Sequence[float | np.ndarray],
     *,
     eps: float = 0.0,
+    z: float = 0.0,
     max_prefix_settings: int = 4096,
 ) -> TuningResult:
     """Cheapest thresholds whose accuracy is at least ``(1 - eps)`` x the best single model's.
@@ -247,6 +263,14 @@ def tune_thresholds(
         Per-stage validation data; see :func:`evaluate_thresholds`.
     eps : float, optional
         Allowed relative accuracy loss, in ``[0, 1)``.
+    z : float, optional
+        Safety margin against over-fitting the validation set, in standard errors: the
+        constraint becomes ``accuracy - z * sqrt(d) / N >= (1 - eps) * best``, where
+        ``d`` counts the inputs on which the cascade and the best model disagree in
+        correctness (the paired, McNemar-style standard error of their accuracy
+        difference is ``sqrt(d) / N``). ``0`` is the plain constraint of the paper;
+        ``1.645`` asks for one-sided 95 % confidence. Useful when the cheapest setting
+        would otherwise exploit a few lucky validation answers.
     max_prefix_settings : int, optional
         Cap on the threshold combinations tried for the stages before the last deferring
         one (every observed confidence while it fits, quantiles beyond).
@@ -258,12 +282,17 @@ def tune_thresholds(
     """
     if not 0.0 <= eps < 1.0:
         raise ValueError(f"eps must be in [0, 1), got {eps}")
-    grid, accuracy, cost, right = _all_points(confidences, correct, costs, max_prefix_settings)
+    if z < 0:
+        raise ValueError(f"z must be >= 0, got {z}")
+    grid, accuracy, cost, discordant, right = _all_points(
+        confidences, correct, costs, max_prefix_settings
+    )
     singles = np.array([r.mean() for r in right])
     best_stage = int(singles.argmax())
     target = (1.0 - eps) * float(singles[best_stage])
+    n = len(right[0])
     # A small tolerance so that "as accurate as the best model" is not lost to rounding.
-    feasible = accuracy >= target - 1e-12
+    feasible = accuracy - z * np.sqrt(discordant) / n >= target - 1e-12
     if feasible.any():
         candidates = np.flatnonzero(feasible)
         i = candidates[np.lexsort((-accuracy[candidates], cost[candidates]))[0]]
@@ -275,6 +304,7 @@ def tune_thresholds(
         target,
         float(singles[best_stage]),
         best_stage,
+        int(discordant[i]),
     )
 
 
@@ -292,7 +322,7 @@ def tune_lagrangian(
     """
     if lam < 0:
         raise ValueError(f"lam must be >= 0, got {lam}")
-    grid, accuracy, cost, _ = _all_points(confidences, correct, costs, max_prefix_settings)
+    grid, accuracy, cost, _, _ = _all_points(confidences, correct, costs, max_prefix_settings)
     objective = (1.0 - accuracy) + lam * cost
     i = int(np.lexsort((cost, objective))[0])
     return _point(grid, accuracy, cost, i)
@@ -312,7 +342,7 @@ def cost_accuracy_frontier(
     list of OperatingPoint
         Sorted by increasing cost (and strictly increasing accuracy).
     """
-    grid, accuracy, cost, _ = _all_points(confidences, correct, costs, max_prefix_settings)
+    grid, accuracy, cost, _, _ = _all_points(confidences, correct, costs, max_prefix_settings)
     order = np.lexsort((-accuracy, cost))
     frontier, best = [], -np.inf
     for i in order:

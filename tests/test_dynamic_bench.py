@@ -20,7 +20,9 @@ def tiny_results(tmp_path_factory):
     )  # fmt: skip
     plot = tmp_path_factory.mktemp("plot") / "frontier.png"
     before = torch.get_num_threads()
-    results = run_benchmark(config, log=lambda line: None, plot=str(plot))
+    weights = tmp_path_factory.mktemp("weights")
+    results = run_benchmark(config, log=lambda line: None, plot=str(plot), weights_dir=str(weights))
+    assert sorted(p.name for p in weights.iterdir()) == ["resnet.pt", "skipnet.pt"]
     assert torch.get_num_threads() == before
     return results, plot
 
@@ -35,8 +37,13 @@ def test_results_have_the_documented_shape(tiny_results):
         assert entry["flops_dense"] == pytest.approx(entry["flops_dense_analytic"])
         assert entry["gate_decisions_agree"] == 1.0
         assert 0 <= entry["acc_dynamic"] <= 1 and entry["ms_dynamic"] > 0
+        assert 0 < entry["ms_dynamic_min"] <= entry["ms_dynamic"]
+    engine = results["details"]["engine_check_random_gates"]["16"]
+    assert engine["flops_dynamic"] == pytest.approx(engine["flops_dynamic_analytic"])
+    assert 0 < engine["execution_rate"] <= 1
     assert IDK_KEYS <= set(results["idk"])
     assert len(results["idk"]["stages"]) == 3
+    assert set(results["idk"]["plain_constraint"]) >= {"cost_cascade", "acc_cascade"}
     assert plot.stat().st_size > 1000
     json.dumps(results)  # serialisable as is
     report = format_report(results)
@@ -47,7 +54,7 @@ def test_main_writes_json_and_table(monkeypatch, tmp_path, capsys, tiny_results)
     results, _ = tiny_results
     seen = {}
 
-    def fake_run(config, log, plot):
+    def fake_run(config, log, plot, weights_dir):
         seen["config"] = config
         return results
 

@@ -150,3 +150,40 @@ def test_search_is_exact_with_tied_confidences_and_per_input_costs():
     frontier = cost_accuracy_frontier(confidences, correct, costs)
     for a, c in zip(accuracy, cost, strict=True):  # the frontier dominates every setting
         assert any(p.cost <= c + 1e-9 and p.accuracy >= a - 1e-12 for p in frontier)
+
+
+def naive_discordant(confidences, correct, thresholds, reference):
+    """Inputs on which the cascade and stage ``reference`` differ in correctness."""
+    k, count = len(correct), 0
+    for i in range(len(correct[0])):
+        for s in range(k):
+            if s == k - 1 or confidences[s][i] >= thresholds[s]:
+                count += correct[s][i] != correct[reference][i]
+                break
+    return count
+
+
+def test_safety_margin_is_exact_and_conservative():
+    rng = np.random.default_rng(4)
+    n = 60
+    confidences = [rng.random(n).round(1) for _ in range(3)]
+    correct = [rng.random(n) < p for p in (0.7, 0.85, 0.95)]
+    costs = [1.0, 10.0, 100.0]
+    reference = int(np.argmax([c.mean() for c in correct]))
+    axes = [np.concatenate([[-np.inf], np.unique(c), [np.inf]]) for c in confidences[:2]]
+    grid = list(itertools.product(*axes))
+    accuracy, cost = evaluate_thresholds(confidences, correct, costs, np.array(grid))
+    discordant = np.array([naive_discordant(confidences, correct, t, reference) for t in grid])
+    plain = tune_thresholds(confidences, correct, costs, eps=0.05)
+    for z in (0.0, 1.0, 1.645):
+        result = tune_thresholds(confidences, correct, costs, eps=0.05, z=z)
+        feasible = accuracy - z * np.sqrt(discordant) / n >= result.target_accuracy - 1e-12
+        assert result.feasible
+        assert result.point.cost == pytest.approx(cost[feasible].min())
+        t = result.point.thresholds
+        assert result.discordant == naive_discordant(confidences, correct, t, reference)
+        margin = result.point.accuracy - z * np.sqrt(result.discordant) / n
+        assert margin >= result.target_accuracy - 1e-12
+        assert result.point.cost >= plain.point.cost
+    with pytest.raises(ValueError, match="z"):
+        tune_thresholds(confidences, correct, costs, z=-1.0)

@@ -83,6 +83,26 @@ def test_runtime_runs_blocks_on_open_samples_only(monkeypatch):
         assert ran.get(g + 1, 0) == out.executed[:, g].sum()
 
 
+def test_replayed_decisions_replace_the_gates(monkeypatch):
+    net = make_net("rnn")
+    runtime = SkipNetRuntime(net)
+    calls = _count_body_calls(runtime, monkeypatch)
+    rng = np.random.default_rng(0)
+    decisions = rng.random((12, net.num_gates)) < 0.5
+    x = varied_inputs(12, 1, 16)
+    out = runtime(x, decisions=decisions)
+    np.testing.assert_array_equal(out.executed, decisions)
+    assert dict(calls) == {0: 12, **{g + 1: decisions[:, g].sum() for g in range(net.num_gates)}}
+    # the same as masked execution would give with those decisions: compare per sample
+    for i in range(12):
+        single = runtime(x[i : i + 1], decisions=decisions[i : i + 1])
+        torch.testing.assert_close(single.logits, out.logits[i : i + 1], rtol=1e-4, atol=1e-4)
+    with pytest.raises(ValueError, match="decisions"):
+        runtime(x, decisions=decisions[:, :3])
+    with pytest.raises(ValueError, match="decisions"):
+        runtime(x, dynamic=False, decisions=decisions)
+
+
 def test_classifier_stage_reports_probabilities_and_flops():
     net = make_net("rnn")
     x = varied_inputs(6, 1, 16)
@@ -102,6 +122,8 @@ def test_runtime_rejects_bad_use():
     with pytest.raises(ValueError, match="eval"):
         SkipNetRuntime(net.train())
     net.eval()
+    with pytest.raises(ValueError, match="float32"):
+        SkipNetRuntime(make_net("rnn").double())
     with pytest.raises(ValueError, match="SkipResNet"):
         SkipNetRuntime(torch.nn.Linear(2, 2))
     with pytest.raises(ValueError, match="shape"):
