@@ -20,11 +20,16 @@ from .cascade import Cascade
 from .grouping import group_rectangles
 from .integral import fill_packed_integrals
 from .pyramid import MAX_BUFFER_BYTES, PyramidLayout, opencv_scales, pyramid_layout
-from .scan import CascadeKernelData, collect_hits, scan_levels
+from .scan import CascadeKernelData, collect_hits, scan_rows
+from .scan_features import DENSE_DENSITY as FEATURE_DENSE_DENSITY
+from .scan_features import FeatureScanPlan
 
 __all__ = ["CascadeDetector", "DetectionStats", "clip_boxes", "to_gray"]
 
 GROUP_EPS = 0.2
+
+#: The ``scan`` choices of :meth:`CascadeDetector.detect`.
+SCANS = ("image", "features")
 
 
 @dataclass
@@ -132,12 +137,17 @@ class _ScanPlan:
     level_n: np.ndarray
     item_level: np.ndarray
     item_y: np.ndarray
+    item_base: np.ndarray
+    item_cols: np.ndarray
+    item_step: np.ndarray
+    item_every: np.ndarray
+    item_set: np.ndarray
     box_w: np.ndarray
     box_h: np.ndarray
     nch: int
     sq_ofs: int
     t_ofs: int
-    win_area: float
+    win_area: np.ndarray
 
     @classmethod
     def build(cls, det: CascadeDetector, w: int, h: int, sf: float, mins, maxs) -> _ScanPlan:
@@ -160,20 +170,32 @@ class _ScanPlan:
         ymax = np.maximum(level_h + 1 - wh, 0)
         rows = [np.arange(0, ymax[i], steps[i], dtype=np.int64) for i in range(len(layout))]
         empty = np.zeros(0, np.int64)
+        level_n = (xmax + steps - 1) // steps
+        item_level = np.concatenate(
+            [np.full(r.size, i, np.int64) for i, r in enumerate(rows)] or [empty])
+        item_y = np.concatenate(rows or [empty])
+        # Every column of a row is a scan column (also the odd ones of a step-2
+        # level, so that the row loops read contiguous memory); windows sit at
+        # every ``step``-th one.
+        item_every = steps[item_level]
         return cls(
             layout=layout,
             level_w=level_w,
             level_h=level_h,
-            level_n=(xmax + steps - 1) // steps,
-            item_level=np.concatenate(
-                [np.full(r.size, i, np.int64) for i, r in enumerate(rows)] or [empty]),
-            item_y=np.concatenate(rows or [empty]),
+            level_n=level_n,
+            item_level=item_level,
+            item_y=item_y,
+            item_base=layout.offsets[item_level] + item_y * layout.stride,
+            item_cols=np.maximum((level_n[item_level] - 1) * item_every + 1, 0),
+            item_step=np.ones(item_level.size, np.int64),
+            item_every=item_every,
+            item_set=np.zeros(item_level.size, np.int64),
             box_w=np.rint(np.float32(ww) * layout.scales).astype(np.int32),
             box_h=np.rint(np.float32(wh) * layout.scales).astype(np.int32),
             nch=nch,
             sq_ofs=(nch - 1) * csize,
             t_ofs=csize if k.has_tilted else -1,
-            win_area=float((ww - 2) * (wh - 2)),
+            win_area=np.array([float((ww - 2) * (wh - 2))]),
         )
 
     def allocate(self) -> tuple[np.ndarray, ...]:
@@ -234,6 +256,7 @@ class CascadeDetector:
         min_size: int | tuple[int, int] | None = None,
         max_size: int | tuple[int, int] | None = None,
         return_scores: bool = False,
+        scan: str = "image",
     ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
         """Detect objects; the same boxes as OpenCV 4's ``detectMultiScale``.
 
@@ -250,6 +273,11 @@ class CascadeDetector:
         return_scores : bool
             Also return each box's score: its number of raw detections
             (``detectMultiScale2``'s ``numDetections``); higher is more confident.
+        scan : {"image", "features"}
+            ``"image"`` (default) scales the image, exactly as OpenCV 4 does.
+            ``"features"`` scales the features instead (Viola-Jones 2004, see
+            :mod:`vj.scan_features`): no pyramid, fewer windows at large
+            scales; it finds the same objects but not identical boxes.
 
         Returns
         -------
@@ -258,7 +286,7 @@ class CascadeDetector:
         """
         t0 = time.perf_counter()
         gray = to_gray(image)
-        raw = self.candidates(gray, scale_factor, min_size, max_size)
+        raw = self.candidates(gray, scale_factor, min_size, max_size, scan=scan)
         stats = self.last_stats
         boxes, counts = group_rectangles(raw, int(min_neighbors), GROUP_EPS)
         boxes, counts = clip_boxes(boxes, counts, gray.shape)
@@ -273,17 +301,22 @@ class CascadeDetector:
         scale_factor: float = 1.1,
         min_size: int | tuple[int, int] | None = None,
         max_size: int | tuple[int, int] | None = None,
+        scan: str = "image",
     ) -> np.ndarray:
         """Every window the cascade accepts, before grouping: (N, 4) int32 ``x, y, w, h``.
 
-        Ordered by pyramid level, then row, then column.
+        Ordered by scale, then row, then column. ``scan`` is as in :meth:`detect`.
         """
+        if scan not in SCANS:
+            raise ValueError(f"scan must be one of {', '.join(map(repr, SCANS))}, got {scan!r}")
         gray = to_gray(image)
         sf = float(scale_factor)
         if not np.isfinite(sf) or sf <= 1.0:
             raise ValueError(f"scale_factor must be a finite number > 1, got {scale_factor!r}")
         mins = _size_arg("min_size", min_size)
         maxs = _size_arg("max_size", max_size)
+        if scan == "features":
+            return self._feature_candidates(gray, sf, mins, maxs)
         t0 = time.perf_counter()
         h, w = gray.shape
         plan = self._plan(w, h, sf, mins, maxs)
@@ -310,12 +343,11 @@ class CascadeDetector:
             numba.set_num_threads(nthreads)
         k = self._k
         rec, recf, norm = self._records(stride, max(plan.t_ofs, 0))
-        scan_levels(buf, plan.sq_ofs, stride, layout.offsets, plan.level_n, layout.ysteps,
-                    plan.item_level, plan.item_y, plan.win_area, norm, rec, recf,
-                    k.tree_node_start, k.tree_table, k.node_left, k.node_right,
-                    k.tree_leaf_start, k.leaves, k.stage_tree_start, k.stage_threshold,
-                    k.tree_rmax, k.tree_rmin, k.row_stages, k.dense_density, nthreads,
-                    hit_x, hit_count, scan_stats)
+        scan_rows(buf, plan.sq_ofs, plan.item_base, plan.item_cols, plan.item_step,
+                  plan.item_every, plan.item_set, norm, plan.win_area, rec, recf,
+                  k.tree_node_start, k.tree_table, k.node_left, k.node_right, k.tree_leaf_start,
+                  k.leaves, k.stage_tree_start, k.stage_threshold, k.tree_rmax, k.tree_rmin,
+                  k.row_stages, k.dense_density, nthreads, hit_x, hit_count, scan_stats)
         items, xs = collect_hits(hit_x, hit_count)
         lv = plan.item_level[items]
         sc = layout.scales[lv]
@@ -325,6 +357,54 @@ class CascadeDetector:
         out[:, 1] = np.rint(plan.item_y[items].astype(np.float32) * sc)
         out[:, 2] = plan.box_w[lv]
         out[:, 3] = plan.box_h[lv]
+        stats.windows = int(scan_stats[:, 0].sum())
+        stats.features = int(scan_stats[:, 1].sum())
+        stats.candidates = int(items.size)
+        stats.ms = (time.perf_counter() - t0) * 1e3
+        self.last_stats = stats
+        return out
+
+    def _feature_candidates(self, gray: np.ndarray, sf: float, mins, maxs) -> np.ndarray:
+        t0 = time.perf_counter()
+        h, w = gray.shape
+        key = ("features", w, h, sf, mins, maxs)
+        with self._lock:
+            plan = self._plans.get(key)
+        if plan is None:
+            plan = FeatureScanPlan.build(self._k, self.cascade.features, (w, h), sf, mins, maxs)
+            with self._lock:
+                if len(self._plans) >= 8:
+                    self._plans.pop(next(iter(self._plans)))
+                self._plans[key] = plan
+        stats = DetectionStats(levels=int(plan.scales.size))
+        if plan.item_set.size == 0:
+            self.last_stats = stats
+            return np.zeros((0, 4), np.int32)
+        rbuf, buf, hit_x, hit_count, scan_stats = self._buffers(plan)
+        stride = plan.stride
+        rbuf[:h * stride].reshape(h, stride)[:, :w] = gray
+        one = np.zeros(1, np.int64)
+        nthreads = numba.get_num_threads()
+        numba.set_num_threads(1)
+        try:
+            fill_packed_integrals(rbuf, buf, stride, one, one + w, one + h, plan.sq_ofs,
+                                  plan.t_ofs)
+        finally:
+            numba.set_num_threads(nthreads)
+        k = self._k
+        scan_rows(buf, plan.sq_ofs, plan.item_base, plan.item_cols, plan.item_step,
+                  plan.item_every, plan.item_set, plan.norm, plan.area, plan.rec,
+                  plan.rec.view(np.float32), k.tree_node_start, k.tree_table, k.node_left,
+                  k.node_right, k.tree_leaf_start, k.leaves, k.stage_tree_start,
+                  k.stage_threshold, k.tree_rmax, k.tree_rmin, k.row_stages,
+                  FEATURE_DENSE_DENSITY, nthreads, hit_x, hit_count, scan_stats)
+        items, cols = collect_hits(hit_x, hit_count)
+        sc = plan.item_set[items]
+        out = np.empty((items.size, 4), np.int32)
+        out[:, 0] = plan.x_lo[sc] + cols * plan.col_px[sc]
+        out[:, 1] = plan.item_y[items]
+        out[:, 2] = plan.box_w[sc]
+        out[:, 3] = plan.box_h[sc]
         stats.windows = int(scan_stats[:, 0].sum())
         stats.features = int(scan_stats[:, 1].sum())
         stats.candidates = int(items.size)
@@ -353,7 +433,7 @@ class CascadeDetector:
                 self._plans[key] = plan
         return plan
 
-    def _buffers(self, plan: _ScanPlan) -> tuple[np.ndarray, ...]:
+    def _buffers(self, plan: _ScanPlan | FeatureScanPlan) -> tuple[np.ndarray, ...]:
         # Per thread, so that concurrent detect calls never share scratch memory;
         # only the last image geometry is kept, which bounds the memory held.
         local = self._local
@@ -370,7 +450,8 @@ class CascadeDetector:
                 if len(self._records_cache) > 16:
                     self._records_cache.clear()
                 rec, norm = self._k.records(stride, t_ofs)
-                hit = (rec, rec.view(np.float32), norm)
+                # One record set (the scan's rows may each name theirs).
+                hit = (rec[None], rec.view(np.float32)[None], norm[None])
                 self._records_cache[key] = hit
         return hit
 

@@ -37,7 +37,8 @@ import numpy as np
 
 from .cascade import Cascade
 
-__all__ = ["CascadeKernelData", "feature_offsets", "scan_levels", "stage_sums_are_exact"]
+__all__ = ["CascadeKernelData", "collect_hits", "feature_offsets", "scan_rows",
+           "stage_sums_are_exact"]
 
 #: Trees with at most this many nodes are evaluated branch-free through a leaf table.
 MAX_TABLE_NODES = 4
@@ -269,10 +270,10 @@ def _record(rec, recf, k):
 
 
 @nb.njit(cache=True, nogil=True, inline="always", error_model="numpy")
-def _span_below(buf, base, o, w0, w1, w2, thr, fac, x):
-    # value < threshold of one node at column x (x unsigned: no wraparound test,
-    # which would keep the span loops from vectorising).
-    p = base + np.int64(x)
+def _span_below(buf, base, step, o, w0, w1, w2, thr, fac, x):
+    # value < threshold of one node at column x, ``step`` buffer elements apart (x
+    # unsigned: no wraparound test, which would keep the span loops from vectorising).
+    p = base + np.int64(x) * step
     v = w0 * np.float32(_rect(buf, p, o[0], o[1], o[2], o[3]))
     v = v + w1 * np.float32(_rect(buf, p, o[4], o[5], o[6], o[7]))
     v = (v + w2 * np.float32(_rect(buf, p, o[8], o[9], o[10], o[11]))) * fac[x]
@@ -280,27 +281,30 @@ def _span_below(buf, base, o, w0, w1, w2, thr, fac, x):
 
 
 @nb.njit(cache=True, nogil=True, inline="always", error_model="numpy")
-def _span_stump(buf, base, x0, x1, o, w0, w1, w2, thr, below, above, fac, acc):
+def _span_stump(buf, base, step, x0, x1, o, w0, w1, w2, thr, below, above, fac, acc):
     """Add a stump's leaf to ``acc[x]`` for columns ``x0 .. x1`` of a row."""
     for x in range(np.uint64(x0), np.uint64(x1)):
-        acc[x] += below if _span_below(buf, base, o, w0, w1, w2, thr, fac, x) else above
+        acc[x] += below if _span_below(buf, base, step, o, w0, w1, w2, thr, fac, x) else above
 
 
 @nb.njit(cache=True, nogil=True, inline="always", error_model="numpy")
-def _span_node(buf, base, x0, x1, o, w0, w1, w2, thr, bit, fac, code):
+def _span_node(buf, base, step, x0, x1, o, w0, w1, w2, thr, bit, fac, code):
     """Set bit ``bit`` of ``code[x]`` to a node's ``value < threshold``, columns x0 .. x1."""
     keep = np.uint8(0) if bit == 0 else np.uint8(0xFF)
     one = np.uint8(1 << bit)
     zero = np.uint8(0)
     for x in range(np.uint64(x0), np.uint64(x1)):
-        hit = _span_below(buf, base, o, w0, w1, w2, thr, fac, x)
+        hit = _span_below(buf, base, step, o, w0, w1, w2, thr, fac, x)
         code[x] = (code[x] & keep) | (one if hit else zero)
 
 
 @nb.njit(cache=True, nogil=True, inline="always", error_model="numpy")
-def _dense_stage(buf, base, s, spans, n_spans, rec, recf, tree_node_start, tree_table,
+def _dense_stage(buf, base, step, s, spans, n_spans, rec, recf, tree_node_start, tree_table,
                  stage_tree_start, fac, acc, code):
     """Stage ``s``'s sum ``acc[x]`` at every column of the spans ``spans[:n_spans]``.
+
+    Column ``x`` is the window at ``base + x * step``: a literal 1 gives
+    contiguous loads, any other step gathers.
 
     Every node of every tree is evaluated (no early exit: the loops over ``x``
     stay branch-free and vectorise) and a tree's leaf is looked up by its node
@@ -318,14 +322,14 @@ def _dense_stage(buf, base, s, spans, n_spans, rec, recf, tree_node_start, tree_
             below = tree_table[tu, 1]
             above = tree_table[tu, 0]
             for si in range(n_spans):
-                _span_stump(buf, base, spans[si, 0], spans[si, 1], o, w0, w1, w2, thr,
+                _span_stump(buf, base, step, spans[si, 0], spans[si, 1], o, w0, w1, w2, thr,
                             below, above, fac, acc)
         else:
             for b in range(nk):
                 o, w0, w1, w2, thr = _record(rec, recf, k0 + b)
                 for si in range(n_spans):
-                    _span_node(buf, base, spans[si, 0], spans[si, 1], o, w0, w1, w2, thr, b,
-                               fac, code)
+                    _span_node(buf, base, step, spans[si, 0], spans[si, 1], o, w0, w1, w2,
+                               thr, b, fac, code)
             for si in range(n_spans):
                 for x in range(np.uint64(spans[si, 0]), np.uint64(spans[si, 1])):
                     acc[x] += tree_table[tu, np.uint64(code[x])]
@@ -395,34 +399,123 @@ def _window_stages(buf, p, fac, first, last, rec, recf, tree_node_start, tree_ta
     return last
 
 
-@nb.njit(cache=True, nogil=True, parallel=True, error_model="numpy")
-def scan_levels(buf, sq_ofs, stride, level_offset, level_n, level_step, item_level, item_y,
-                win_area, norm, rec, recf, tree_node_start, tree_table, node_left, node_right,
-                tree_leaf_start, leaves, stage_tree_start, stage_threshold, tree_rmax,
-                tree_rmin, row_stages, dense_density, nthreads, hit_x, hit_count, stats):
-    """Scan the rows ``item_y`` of levels ``item_level`` (OpenCV's invoker loop).
+@nb.njit(cache=True, nogil=True, inline="always", error_model="numpy")
+def _scan_row(buf, base, step, n_cols, every, sq_ofs, norm, area, rec, recf, tree_node_start,
+              tree_table, node_left, node_right, tree_leaf_start, leaves, stage_tree_start,
+              stage_threshold, tree_rmax, tree_rmin, table, dense_density, fac, ok, live, acc,
+              code, spans, counter, hits):
+    """Scan one row: windows at columns ``0, every, 2 every, ..`` below ``n_cols``.
 
-    Row ``i`` has ``level_n[lv]`` windows at ``x = 0, step, 2 step, ..``; the
-    columns of the accepted ones go to ``hit_x[i, :hit_count[i]]`` in increasing
-    order. ``stats[i] = (windows scanned, features evaluated)``. Rows are dealt
-    to ``nthreads`` threads round-robin so big and small levels mix.
-
-    Per row: the variance factor and stage 0 for every column (vectorised);
-    OpenCV's skip rule applied in order; then further stages stage-major over
-    the chunks of ``CHUNK`` columns that hold a live window, for as long as at
-    least ``dense_density`` of those columns are live windows; the rest window
-    by window (:func:`_window_stages`). Without ``row_stages`` (trees too deep
-    for tables) every stage runs window by window.
+    Column ``c`` is buffer position ``base + c * step``. Accepted columns go to
+    ``hits`` in increasing order; returns (accepted, windows scanned).
     """
-    n_items = item_level.size
     n_stages = stage_threshold.size
-    table = row_stages
+    _row_factors(buf, base, step, n_cols, sq_ofs, norm, area, fac, ok)
+    if table:
+        # Block by block, so that the rows a block's features read stay in L1
+        # while all of the stage's nodes pass over them.
+        for b0 in range(0, n_cols, BLOCK):
+            spans[0, 0] = b0
+            spans[0, 1] = min(b0 + BLOCK, n_cols)
+            _dense_stage(buf, base, step, 0, spans, 1, rec, recf, tree_node_start,
+                         tree_table, stage_tree_start, fac, acc, code)
+        counter[0] += n_cols * tree_node_start[stage_tree_start[1]]
+    # OpenCV's order: a window rejected by stage 0 hides the next one.
+    for x in range(n_cols):
+        live[x] = False
+    n_win = 0
+    n_live = 0
+    x = 0
+    while x < n_cols:
+        n_win += 1
+        if ok[x]:
+            if table:
+                passed = acc[x] >= stage_threshold[0]
+            else:
+                passed = _window_stages(buf, base + x * step, fac[x], 0, 1, rec, recf,
+                                        tree_node_start, tree_table, node_left, node_right,
+                                        tree_leaf_start, leaves, stage_tree_start,
+                                        stage_threshold, tree_rmax, tree_rmin, counter) == 1
+            if passed:
+                live[x] = True
+                n_live += 1
+            else:
+                x += every
+        x += every
+    s = 1
+    while table and s < n_stages and n_live > 0:
+        n_spans = 0
+        for c0 in range(0, n_cols, CHUNK):
+            c1 = min(c0 + CHUNK, n_cols)
+            any_live = False
+            for x in range(c0, c1):
+                any_live |= live[x]
+            if any_live:
+                if n_spans > 0 and spans[n_spans - 1, 1] == c0:
+                    spans[n_spans - 1, 1] = c1
+                else:
+                    spans[n_spans, 0] = c0
+                    spans[n_spans, 1] = c1
+                    n_spans += 1
+        n_span_cols = 0
+        for si in range(n_spans):
+            n_span_cols += spans[si, 1] - spans[si, 0]
+        if n_live < dense_density * n_span_cols:
+            break
+        _dense_stage(buf, base, step, s, spans, n_spans, rec, recf, tree_node_start,
+                     tree_table, stage_tree_start, fac, acc, code)
+        counter[0] += n_span_cols * (tree_node_start[stage_tree_start[s + 1]]
+                                     - tree_node_start[stage_tree_start[s]])
+        thr = stage_threshold[s]
+        n_live = 0
+        for si in range(n_spans):
+            for x in range(np.uint64(spans[si, 0]), np.uint64(spans[si, 1])):
+                keep = live[x] & (acc[x] >= thr)
+                live[x] = keep
+                n_live += keep
+        s += 1
+    n_hit = 0
+    if n_live > 0:
+        for x in range(n_cols):
+            if live[x]:
+                if s == n_stages or _window_stages(
+                        buf, base + x * step, fac[x], s, n_stages, rec, recf,
+                        tree_node_start, tree_table, node_left, node_right, tree_leaf_start,
+                        leaves, stage_tree_start, stage_threshold, tree_rmax, tree_rmin,
+                        counter) == n_stages:
+                    hits[n_hit] = x
+                    n_hit += 1
+    return n_hit, n_win
+
+
+@nb.njit(cache=True, nogil=True, parallel=True, error_model="numpy")
+def scan_rows(buf, sq_ofs, item_base, item_cols, item_step, item_every, item_set, norm, area,
+              rec, recf, tree_node_start, tree_table, node_left, node_right, tree_leaf_start,
+              leaves, stage_tree_start, stage_threshold, tree_rmax, tree_rmin, row_stages,
+              dense_density, nthreads, hit_x, hit_count, stats):
+    """Scan rows of windows (OpenCV's invoker loop, stage-major per row).
+
+    Row ``i`` holds ``item_cols[i]`` columns at buffer positions
+    ``item_base[i] + c * item_step[i]``, with a window at every
+    ``item_every[i]``-th column; it uses node records ``rec[item_set[i]]``, the
+    variance rectangle ``norm[item_set[i]]`` of area ``area[item_set[i]]``. The
+    accepted columns go to ``hit_x[i, :hit_count[i]]`` in increasing order;
+    ``stats[i] = (windows scanned, features evaluated)``.
+
+    Per row: the variance factor and stage 0 for every column (vectorised); then
+    OpenCV's skip rule in order; then further stages stage-major over the chunks
+    of ``CHUNK`` columns that hold a live window, for as long as at least
+    ``dense_density`` of those columns are live; the rest window by window
+    (:func:`_window_stages`). Without ``row_stages`` (trees too deep for tables)
+    every stage runs window by window. Rows are dealt to ``nthreads`` threads
+    round-robin so that every thread gets big and small levels alike (numba's
+    dynamic scheduling costs more than it balances here).
+    """
+    n_items = item_base.size
     max_n = 1
-    for lv in range(level_n.size):
-        max_n = max(max_n, (level_n[lv] - 1) * level_step[lv] + 1)
+    for i in range(n_items):
+        max_n = max(max_n, item_cols[i])
     max_chunks = (max_n + CHUNK - 1) // CHUNK
-    # Rows are dealt round-robin, so that every thread gets big and small levels
-    # alike (numba's dynamic scheduling costs more than it balances here).
     for th in nb.prange(nthreads):
         counter = np.zeros(1, np.int64)
         fac = np.empty(max_n, np.float32)
@@ -432,91 +525,23 @@ def scan_levels(buf, sq_ofs, stride, level_offset, level_n, level_step, item_lev
         code = np.empty(max_n, np.uint8)
         spans = np.empty((max_chunks, 2), np.int64)
         for i in range(th, n_items, nthreads):
-            lv = item_level[i]
-            step = level_step[lv]
-            n = level_n[lv]
-            base = level_offset[lv] + item_y[i] * stride
+            st = item_set[i]
             counter[0] = 0
-            n_hit = 0
-            # Every column is computed, also the odd ones of a step-2 level:
-            # contiguous loads vectorise, stride-2 loads would need gathers.
-            n_all = (n - 1) * step + 1 if n > 0 else 0
-            _row_factors(buf, base, 1, n_all, sq_ofs, norm, win_area, fac, ok)
-            if table:
-                # Block by block, so that the rows a block's features read stay in L1
-                # while all of the stage's nodes pass over them.
-                for b0 in range(0, n_all, BLOCK):
-                    spans[0, 0] = b0
-                    spans[0, 1] = min(b0 + BLOCK, n_all)
-                    _dense_stage(buf, base, 0, spans, 1, rec, recf, tree_node_start,
-                                 tree_table, stage_tree_start, fac, acc, code)
-                counter[0] += n_all * tree_node_start[stage_tree_start[1]]
-            # OpenCV's order: a window rejected by stage 0 hides the next one.
-            for x in range(n_all):
-                live[x] = False
-            n_win = 0
-            n_live = 0
-            j = 0
-            while j < n:
-                n_win += 1
-                x = j * step
-                if ok[x]:
-                    if table:
-                        passed = acc[x] >= stage_threshold[0]
-                    else:
-                        passed = _window_stages(buf, base + x, fac[x], 0, 1, rec, recf,
-                                                tree_node_start, tree_table, node_left,
-                                                node_right, tree_leaf_start, leaves,
-                                                stage_tree_start, stage_threshold, tree_rmax,
-                                                tree_rmin, counter) == 1
-                    if passed:
-                        live[x] = True
-                        n_live += 1
-                    else:
-                        j += 1
-                j += 1
-            s = 1
-            while table and s < n_stages and n_live > 0:
-                n_spans = 0
-                for c0 in range(0, n_all, CHUNK):
-                    c1 = min(c0 + CHUNK, n_all)
-                    any_live = False
-                    for x in range(c0, c1):
-                        any_live |= live[x]
-                    if any_live:
-                        if n_spans > 0 and spans[n_spans - 1, 1] == c0:
-                            spans[n_spans - 1, 1] = c1
-                        else:
-                            spans[n_spans, 0] = c0
-                            spans[n_spans, 1] = c1
-                            n_spans += 1
-                n_cols = 0
-                for si in range(n_spans):
-                    n_cols += spans[si, 1] - spans[si, 0]
-                if n_live < dense_density * n_cols:
-                    break
-                _dense_stage(buf, base, s, spans, n_spans, rec, recf, tree_node_start,
-                             tree_table, stage_tree_start, fac, acc, code)
-                counter[0] += n_cols * (tree_node_start[stage_tree_start[s + 1]]
-                                        - tree_node_start[stage_tree_start[s]])
-                thr = stage_threshold[s]
-                n_live = 0
-                for si in range(n_spans):
-                    for x in range(np.uint64(spans[si, 0]), np.uint64(spans[si, 1])):
-                        keep = live[x] & (acc[x] >= thr)
-                        live[x] = keep
-                        n_live += keep
-                s += 1
-            if n_live > 0:
-                for x in range(n_all):
-                    if live[x]:
-                        if s == n_stages or _window_stages(
-                                buf, base + x, fac[x], s, n_stages, rec, recf,
-                                tree_node_start, tree_table, node_left, node_right,
-                                tree_leaf_start, leaves, stage_tree_start, stage_threshold,
-                                tree_rmax, tree_rmin, counter) == n_stages:
-                            hit_x[i, n_hit] = x
-                            n_hit += 1
+            if item_step[i] == 1:
+                # A literal step: the row loops become contiguous SIMD loads.
+                n_hit, n_win = _scan_row(
+                    buf, item_base[i], 1, item_cols[i], item_every[i], sq_ofs, norm[st],
+                    area[st], rec[st], recf[st], tree_node_start, tree_table, node_left,
+                    node_right, tree_leaf_start, leaves, stage_tree_start, stage_threshold,
+                    tree_rmax, tree_rmin, row_stages, dense_density, fac, ok, live, acc, code,
+                    spans, counter, hit_x[i])
+            else:
+                n_hit, n_win = _scan_row(
+                    buf, item_base[i], item_step[i], item_cols[i], item_every[i], sq_ofs,
+                    norm[st], area[st], rec[st], recf[st], tree_node_start, tree_table,
+                    node_left, node_right, tree_leaf_start, leaves, stage_tree_start,
+                    stage_threshold, tree_rmax, tree_rmin, row_stages, dense_density, fac, ok,
+                    live, acc, code, spans, counter, hit_x[i])
             hit_count[i] = n_hit
             stats[i, 0] = n_win
             stats[i, 1] = counter[0]
