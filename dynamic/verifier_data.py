@@ -40,8 +40,12 @@ __all__ = [
     "caltech_positives",
     "cascade_samples",
     "cbcl_negatives",
+    "detection_rate_at",
+    "detection_rate_curve",
     "face_jitter",
+    "false_positives_at",
     "make_scenes",
+    "match_detections",
     "orl_face_box",
     "orl_scenes",
     "read_gray",
@@ -405,21 +409,23 @@ class Scene:
 
 
 def orl_face_box(image: np.ndarray, annotators: Sequence) -> np.ndarray:
-    """The face box of an ORL image: the mean of the annotating cascades' best boxes.
+    """The face box of an ORL image, from the boxes of several cascades.
 
-    Each annotator (a ``vj.CascadeDetector``) contributes its best-supported group; the
-    median ORL box stands in when none finds the face.
+    An ORL image is a head-and-shoulders portrait: the face is the largest face-like
+    thing in it, and cascades err towards smaller boxes on its parts (mouth and chin).
+    So the largest box any annotator (a ``vj.CascadeDetector``) finds is taken, unless
+    it is much smaller than the median ORL face, in which case the median box (scaled
+    to the image) stands in.
     """
-    found = []
-    for det in annotators:
-        boxes, counts = det.detect(image, 1.05, 2, 30, return_scores=True)
-        if len(boxes):
-            found.append(boxes[np.argmax(counts)])
-    if not found:
-        h, w = image.shape
-        x, y, bw, bh = ORL_FACE_BOX
-        return np.rint([x * w / 92, y * h / 112, bw * w / 92, bh * h / 112]).astype(np.int64)
-    return np.rint(np.mean(found, axis=0)).astype(np.int64)
+    h, w = image.shape
+    x, y, bw, bh = ORL_FACE_BOX
+    median = np.rint([x * w / 92, y * h / 112, bw * w / 92, bh * h / 112]).astype(np.int64)
+    found = [det.detect(image, 1.05, 2, 30) for det in annotators]
+    boxes = np.concatenate([b for b in found if len(b)] or [np.zeros((0, 4), np.int32)])
+    if len(boxes) == 0:
+        return median
+    best = boxes[np.argmax(boxes[:, 2])].astype(np.int64)
+    return best if best[2] >= 0.85 * median[2] else median
 
 
 def orl_scenes(files: Sequence[Path], annotators: Sequence) -> list[Scene]:
@@ -538,6 +544,7 @@ def assemble_crops(
     per_face: int = 2,
     max_per_image: int = 30,
     max_backgrounds: int | None = None,
+    n_scenes: int = 0,
     scale_factor: float = 1.1,
     progress=None,
 ) -> CropSet:
@@ -558,6 +565,10 @@ def assemble_crops(
         Cascade windows kept per image and label.
     max_backgrounds : int, optional
         Use at most this many background photos (a random subset); all by default.
+    n_scenes : int, optional
+        Also take the cascade's windows on this many scenes of the part's own faces
+        pasted into its own backgrounds (:func:`make_scenes`): faces at every size,
+        sharp and upscaled, among real clutter, as in crowded photographs.
     scale_factor : float, optional
         Pyramid step of the cascade's scan.
     progress : callable, optional
@@ -574,14 +585,118 @@ def assemble_crops(
         backgrounds = [backgrounds[i] for i in
                        np.sort(rng.choice(len(backgrounds), max_backgrounds, replace=False))]
     wrap = progress or (lambda it, **_: it)
-    orl = [(s.image, s.faces) for s in orl_scenes(split.orl[part], annotators)]
+    orl = [(s.image, s.faces[0]) for s in orl_scenes(split.orl[part], annotators)]
     no_faces = np.zeros((0, 4), np.int64)
+    scenes = []
+    if n_scenes:
+        scenes = make_scenes(split.backgrounds[part], split.caltech[part], orl, n_scenes, rng)
     return CropSet.concatenate([
         caltech_positives(split.caltech[part], rng, per_face=per_face),
-        cascade_samples(orl, detector, rng, source="orl", scale_factor=scale_factor,
+        cascade_samples(((im, box[None]) for im, box in orl), detector, rng, source="orl",
+                        scale_factor=scale_factor,
                         max_per_image=max_per_image),
         cascade_samples(((read_gray(p), no_faces) for p in wrap(backgrounds, desc=part)),
                         detector, rng, source="background", scale_factor=scale_factor,
                         max_per_image=max_per_image),
+        cascade_samples(((s.image, s.faces) for s in wrap(scenes, desc=f"{part} scenes")),
+                        detector, rng, source="scene", scale_factor=scale_factor,
+                        max_per_image=max_per_image),
         cbcl_negatives(split.nonfaces[part]),
     ])
+
+
+def match_detections(
+    scenes: Sequence[Scene],
+    detections: Sequence[tuple[np.ndarray, np.ndarray]],
+    *,
+    iou: float = 0.5,
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """Label every detection true or false positive against the scenes' faces.
+
+    Detections are taken in order of decreasing score; each claims the unclaimed face
+    it overlaps most, if that overlap reaches ``iou``. A second detection of a claimed
+    face is a false positive.
+
+    Parameters
+    ----------
+    scenes : sequence of Scene
+    detections : sequence of (boxes (N, 4), scores (N,))
+        One entry per scene.
+    iou : float, optional
+        Overlap a detection needs with a face.
+
+    Returns
+    -------
+    scores : (D,) float64 ndarray
+        All detections' scores.
+    true_positive : (D,) bool ndarray
+    n_faces : int
+        Faces in all scenes.
+    """
+    if len(scenes) != len(detections):
+        raise ValueError(f"{len(scenes)} scenes but {len(detections)} detection lists")
+    all_scores, all_tp, n_faces = [], [], 0
+    for scene, (boxes, scores) in zip(scenes, detections, strict=True):
+        boxes = np.asarray(boxes).reshape(-1, 4)
+        scores = np.asarray(scores, np.float64).reshape(-1)
+        if len(boxes) != len(scores):
+            raise ValueError("each detection needs one score")
+        n_faces += len(scene.faces)
+        tp = np.zeros(len(boxes), bool)
+        if len(boxes) and len(scene.faces):
+            overlap = box_iou(boxes, scene.faces)
+            free = np.ones(len(scene.faces), bool)
+            for i in np.argsort(-scores, kind="stable"):
+                candidates = np.where(free, overlap[i], -1.0)
+                j = int(np.argmax(candidates))
+                if candidates[j] >= iou:
+                    tp[i], free[j] = True, False
+        all_scores.append(scores)
+        all_tp.append(tp)
+    if not all_scores:
+        return np.zeros(0), np.zeros(0, bool), n_faces
+    return np.concatenate(all_scores), np.concatenate(all_tp), n_faces
+
+
+def detection_rate_curve(
+    scores: np.ndarray, true_positive: np.ndarray, n_faces: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Faces found against false positives, over every score threshold.
+
+    Returns
+    -------
+    false_positives : (T,) int64 ndarray
+        False positives at each threshold, from the strictest to the most lenient.
+    detection_rate : (T,) float64 ndarray
+        Fraction of the ``n_faces`` found at that threshold.
+    """
+    if n_faces < 1:
+        raise ValueError("need at least one face to measure a detection rate")
+    order = np.argsort(-scores, kind="stable")
+    s, tp = scores[order], true_positive[order]
+    cum_tp, cum_fp = np.cumsum(tp), np.cumsum(~tp)
+    # A threshold keeps all detections of equal score, so only the last of a run counts.
+    last = np.r_[s[1:] != s[:-1], True] if s.size else np.zeros(0, bool)
+    return (np.r_[0, cum_fp[last]].astype(np.int64),
+            np.r_[0, cum_tp[last]].astype(np.float64) / n_faces)
+
+
+def detection_rate_at(
+    scores: np.ndarray, true_positive: np.ndarray, n_faces: int, false_positives: int
+) -> float:
+    """Best fraction of faces found with at most ``false_positives`` false positives."""
+    fp, rate = detection_rate_curve(scores, true_positive, n_faces)
+    ok = fp <= false_positives
+    return float(rate[ok].max()) if ok.any() else 0.0
+
+
+def false_positives_at(
+    scores: np.ndarray, true_positive: np.ndarray, n_faces: int, detection_rate: float
+) -> int | None:
+    """Fewest false positives with which ``detection_rate`` of the faces are found.
+
+    ``None`` when no threshold reaches that rate.
+    """
+    fp, rate = detection_rate_curve(scores, true_positive, n_faces)
+    ok = rate >= detection_rate - 1e-12
+    return int(fp[ok].min()) if ok.any() else None
