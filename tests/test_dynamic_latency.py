@@ -4,13 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from dynamic.latency import (
-    LatencyStats,
-    compare_latency,
-    compare_latency_over_inputs,
-    measure_latency,
-    torch_threads,
-)
+from dynamic.latency import LatencyStats, compare_latency, measure_latency, torch_threads
 
 
 def test_compare_latency_interleaves_and_summarises():
@@ -21,31 +15,17 @@ def test_compare_latency_interleaves_and_summarises():
     assert order == ["a", "b"] * 5
     assert set(stats) == {"a", "b"} and stats["a"].repeats == 4
     assert stats["a"].p10_ms <= stats["a"].median_ms <= stats["a"].p90_ms
+    assert stats["a"].min_ms <= stats["a"].median_ms and stats["a"].cpu_median_ms >= 0
 
 
 def test_stats_from_seconds():
     stats = LatencyStats.from_seconds(np.array([0.003, 0.001, 0.002]))
     assert stats.median_ms == pytest.approx(2.0) and stats.repeats == 3
-    assert stats.min_ms == pytest.approx(1.0)
+    assert stats.min_ms == pytest.approx(1.0) and stats.cpu_median_ms is None
+    with_cpu = LatencyStats.from_seconds(np.array([0.003, 0.001]), np.array([0.002, 0.004]))
+    assert with_cpu.cpu_median_ms == pytest.approx(3.0)
     with pytest.raises(ValueError):
         LatencyStats.from_seconds(np.array([]))
-
-
-def test_compare_over_inputs_times_every_input_and_averages_medians(monkeypatch):
-    calls = []
-    clock = iter(np.arange(0.0, 1000.0, 0.001))  # every perf_counter call advances 1 ms
-    monkeypatch.setattr("dynamic.latency.time.perf_counter", lambda: next(clock))
-    stats = compare_latency_over_inputs(
-        {"f": lambda x: calls.append(("f", x)), "g": lambda x: calls.append(("g", x))},
-        [1, 2, 3],
-        warmup=1,
-        repeats=2,
-    )
-    assert calls[:6] == [("f", 1), ("g", 1), ("f", 2), ("g", 2), ("f", 3), ("g", 3)]
-    assert len(calls) == 6 * 3
-    assert stats["f"].median_ms == pytest.approx(1.0) and stats["g"].min_ms == pytest.approx(1.0)
-    with pytest.raises(ValueError):
-        compare_latency_over_inputs({"f": print}, [])
 
 
 def test_torch_threads_restores():
