@@ -195,6 +195,13 @@ def _train_skipnet(data: DatasetSplits, config: BenchmarkConfig, log: Log):
     return dense.eval(), gated.eval(), history
 
 
+def _add_ratios(entry: dict) -> None:
+    """Time saved per FLOP saved; ``None`` when under 1 % of the FLOPs is saved (noise)."""
+    saved = entry["flops_saved"]
+    for key in ("time_saved", "cpu_time_saved"):
+        entry[f"{key}_per_flops_saved"] = entry[key] / saved if saved >= 0.01 else None
+
+
 def _per_batch(stats: LatencyStats, n_batches: int) -> LatencyStats:
     """Timings of sweeps over ``n_batches`` batches, as times per batch."""
     scale = 1.0 / n_batches
@@ -281,11 +288,7 @@ def _measure_skipnet(
         entry["flops_saved"] = 1.0 - entry["flops_dynamic"] / entry["flops_dense"]
         entry["time_saved"] = 1.0 - entry["ms_dynamic"] / entry["ms_dense"]
         entry["cpu_time_saved"] = 1.0 - entry["cpu_ms_dynamic"] / entry["cpu_ms_dense"]
-        saved = entry["flops_saved"]
-        entry["time_saved_per_flops_saved"] = entry["time_saved"] / saved if saved > 0 else None
-        entry["cpu_time_saved_per_flops_saved"] = (
-            entry["cpu_time_saved"] / saved if saved > 0 else None
-        )
+        _add_ratios(entry)
         results[str(batch_size)] = entry
         log(f"SkipNet batch {batch_size}: {_short(entry)}")
     return results
@@ -355,8 +358,7 @@ def _engine_check(
         entry["flops_saved"] = saved
         entry["time_saved"] = 1.0 - entry["ms_dynamic"] / entry["ms_dense"]
         entry["cpu_time_saved"] = 1.0 - entry["cpu_ms_dynamic"] / entry["cpu_ms_dense"]
-        entry["time_saved_per_flops_saved"] = entry["time_saved"] / saved
-        entry["cpu_time_saved_per_flops_saved"] = entry["cpu_time_saved"] / saved
+        _add_ratios(entry)
         results[str(batch_size)] = entry
         log(f"engine check, random per-sample gates, batch {batch_size}: {_short(entry)}")
     return results
