@@ -21,7 +21,6 @@ from .grouping import group_rectangles
 from .integral import fill_packed_integrals
 from .pyramid import MAX_BUFFER_BYTES, PyramidLayout, opencv_scales, pyramid_layout
 from .scan import CascadeKernelData, collect_hits, scan_rows
-from .scan_features import DENSE_DENSITY as FEATURE_DENSE_DENSITY
 from .scan_features import FeatureScanPlan
 
 __all__ = ["CascadeDetector", "DetectionStats", "clip_boxes", "to_gray"]
@@ -347,7 +346,8 @@ class CascadeDetector:
                   plan.item_every, plan.item_set, norm, plan.win_area, rec, recf,
                   k.tree_node_start, k.tree_table, k.node_left, k.node_right, k.tree_leaf_start,
                   k.leaves, k.stage_tree_start, k.stage_threshold, k.tree_rmax, k.tree_rmin,
-                  k.row_stages, k.dense_density, nthreads, hit_x, hit_count, scan_stats)
+                  k.row_stages, np.array([k.dense_density]), nthreads, hit_x, hit_count,
+                  scan_stats)
         items, xs = collect_hits(hit_x, hit_count)
         lv = plan.item_level[items]
         sc = layout.scales[lv]
@@ -397,7 +397,8 @@ class CascadeDetector:
                   plan.rec.view(np.float32), k.tree_node_start, k.tree_table, k.node_left,
                   k.node_right, k.tree_leaf_start, k.leaves, k.stage_tree_start,
                   k.stage_threshold, k.tree_rmax, k.tree_rmin, k.row_stages,
-                  FEATURE_DENSE_DENSITY, nthreads, hit_x, hit_count, scan_stats)
+                  np.where(plan.col_px == 1, k.dense_density, np.inf), nthreads, hit_x,
+                  hit_count, scan_stats)
         items, cols = collect_hits(hit_x, hit_count)
         sc = plan.item_set[items]
         out = np.empty((items.size, 4), np.int32)

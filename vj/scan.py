@@ -224,6 +224,15 @@ def feature_offsets(features, stride: int, tilted_channel: int) -> np.ndarray:
 # numba's negative-index wraparound test on every load.
 
 @nb.njit(cache=True, nogil=True, inline="always", error_model="numpy")
+def _at(base, x, step):
+    # Buffer position of column x. ``step`` is None for unit steps: numba then
+    # compiles a separate version whose loops read contiguous memory.
+    if step is None:
+        return base + np.int64(x)
+    return base + np.int64(x) * step
+
+
+@nb.njit(cache=True, nogil=True, inline="always", error_model="numpy")
 def _rect(buf, p, a, b, c, d):
     # int32 loads, exact modular difference, back to int32 like C int arithmetic.
     return np.int32(
@@ -243,13 +252,13 @@ def _node_value(buf, p, rec, recf, k):
         _rect(buf, p, rec[k, 8], rec[k, 9], rec[k, 10], rec[k, 11]))
 
 
-@nb.njit(cache=True, nogil=True, inline="always", error_model="numpy")
+@nb.njit(cache=True, nogil=True, error_model="numpy")
 def _row_factors(buf, base, step, n, sq_ofs, norm, area, fac, ok):
     """OpenCV's ``setWindow`` for ``n`` windows of a row: float32 1/(area*std), accepted?"""
     n0, n1, n2, n3 = norm[0], norm[1], norm[2], norm[3]
     q0, q1, q2, q3 = n0 + sq_ofs, n1 + sq_ofs, n2 + sq_ofs, n3 + sq_ofs
     for j in range(n):
-        p = base + step * j
+        p = _at(base, j, step)
         s = np.float64(_rect(buf, p, n0, n1, n2, n3))
         sq = np.float64(np.uint32(_rect(buf, p, q0, q1, q2, q3)))
         nf = area * sq - s * s
@@ -260,7 +269,7 @@ def _row_factors(buf, base, step, n, sq_ofs, norm, area, fac, ok):
         ok[j] = pos & (area * np.float64(f) < 1e-1)
 
 
-@nb.njit(cache=True, nogil=True, error_model="numpy")
+@nb.njit(cache=True, nogil=True, inline="always", error_model="numpy")
 def _record(rec, recf, k):
     # One node's fields as scalars, so span loops keep them in registers.
     k = np.uint64(k)
@@ -273,7 +282,7 @@ def _record(rec, recf, k):
 def _span_below(buf, base, step, o, w0, w1, w2, thr, fac, x):
     # value < threshold of one node at column x, ``step`` buffer elements apart (x
     # unsigned: no wraparound test, which would keep the span loops from vectorising).
-    p = base + np.int64(x) * step
+    p = _at(base, x, step)
     v = w0 * np.float32(_rect(buf, p, o[0], o[1], o[2], o[3]))
     v = v + w1 * np.float32(_rect(buf, p, o[4], o[5], o[6], o[7]))
     v = (v + w2 * np.float32(_rect(buf, p, o[8], o[9], o[10], o[11]))) * fac[x]
@@ -298,13 +307,13 @@ def _span_node(buf, base, step, x0, x1, o, w0, w1, w2, thr, bit, fac, code):
         code[x] = (code[x] & keep) | (one if hit else zero)
 
 
-@nb.njit(cache=True, nogil=True, inline="always", error_model="numpy")
+@nb.njit(cache=True, nogil=True, error_model="numpy")
 def _dense_stage(buf, base, step, s, spans, n_spans, rec, recf, tree_node_start, tree_table,
                  stage_tree_start, fac, acc, code):
     """Stage ``s``'s sum ``acc[x]`` at every column of the spans ``spans[:n_spans]``.
 
-    Column ``x`` is the window at ``base + x * step``: a literal 1 gives
-    contiguous loads, any other step gathers.
+    Column ``x`` is the window at ``base + x * step``; ``step=None`` means 1 and
+    gives contiguous loads, any other step gathers.
 
     Every node of every tree is evaluated (no early exit: the loops over ``x``
     stay branch-free and vectorise) and a tree's leaf is looked up by its node
@@ -406,8 +415,8 @@ def _scan_row(buf, base, step, n_cols, every, sq_ofs, norm, area, rec, recf, tre
               code, spans, counter, hits):
     """Scan one row: windows at columns ``0, every, 2 every, ..`` below ``n_cols``.
 
-    Column ``c`` is buffer position ``base + c * step``. Accepted columns go to
-    ``hits`` in increasing order; returns (accepted, windows scanned).
+    Column ``c`` is buffer position ``base + c * step`` (``None``: 1). Accepted
+    columns go to ``hits`` in increasing order; returns (accepted, windows scanned).
     """
     n_stages = stage_threshold.size
     _row_factors(buf, base, step, n_cols, sq_ofs, norm, area, fac, ok)
@@ -432,7 +441,7 @@ def _scan_row(buf, base, step, n_cols, every, sq_ofs, norm, area, rec, recf, tre
             if table:
                 passed = acc[x] >= stage_threshold[0]
             else:
-                passed = _window_stages(buf, base + x * step, fac[x], 0, 1, rec, recf,
+                passed = _window_stages(buf, _at(base, x, step), fac[x], 0, 1, rec, recf,
                                         tree_node_start, tree_table, node_left, node_right,
                                         tree_leaf_start, leaves, stage_tree_start,
                                         stage_threshold, tree_rmax, tree_rmin, counter) == 1
@@ -479,7 +488,7 @@ def _scan_row(buf, base, step, n_cols, every, sq_ofs, norm, area, rec, recf, tre
         for x in range(n_cols):
             if live[x]:
                 if s == n_stages or _window_stages(
-                        buf, base + x * step, fac[x], s, n_stages, rec, recf,
+                        buf, _at(base, x, step), fac[x], s, n_stages, rec, recf,
                         tree_node_start, tree_table, node_left, node_right, tree_leaf_start,
                         leaves, stage_tree_start, stage_threshold, tree_rmax, tree_rmin,
                         counter) == n_stages:
@@ -498,7 +507,8 @@ def scan_rows(buf, sq_ofs, item_base, item_cols, item_step, item_every, item_set
     Row ``i`` holds ``item_cols[i]`` columns at buffer positions
     ``item_base[i] + c * item_step[i]``, with a window at every
     ``item_every[i]``-th column; it uses node records ``rec[item_set[i]]``, the
-    variance rectangle ``norm[item_set[i]]`` of area ``area[item_set[i]]``. The
+    variance rectangle ``norm[item_set[i]]`` of area ``area[item_set[i]]`` and
+    the stage-major threshold ``dense_density[item_set[i]]`` (below). The
     accepted columns go to ``hit_x[i, :hit_count[i]]`` in increasing order;
     ``stats[i] = (windows scanned, features evaluated)``.
 
@@ -528,19 +538,20 @@ def scan_rows(buf, sq_ofs, item_base, item_cols, item_step, item_every, item_set
             st = item_set[i]
             counter[0] = 0
             if item_step[i] == 1:
-                # A literal step: the row loops become contiguous SIMD loads.
+                # None rather than 1: a version of the row scan for unit steps, whose
+                # loops become contiguous SIMD loads.
                 n_hit, n_win = _scan_row(
-                    buf, item_base[i], 1, item_cols[i], item_every[i], sq_ofs, norm[st],
+                    buf, item_base[i], None, item_cols[i], item_every[i], sq_ofs, norm[st],
                     area[st], rec[st], recf[st], tree_node_start, tree_table, node_left,
                     node_right, tree_leaf_start, leaves, stage_tree_start, stage_threshold,
-                    tree_rmax, tree_rmin, row_stages, dense_density, fac, ok, live, acc, code,
+                    tree_rmax, tree_rmin, row_stages, dense_density[st], fac, ok, live, acc, code,
                     spans, counter, hit_x[i])
             else:
                 n_hit, n_win = _scan_row(
                     buf, item_base[i], item_step[i], item_cols[i], item_every[i], sq_ofs,
                     norm[st], area[st], rec[st], recf[st], tree_node_start, tree_table,
                     node_left, node_right, tree_leaf_start, leaves, stage_tree_start,
-                    stage_threshold, tree_rmax, tree_rmin, row_stages, dense_density, fac, ok,
+                    stage_threshold, tree_rmax, tree_rmin, row_stages, dense_density[st], fac, ok,
                     live, acc, code, spans, counter, hit_x[i])
             hit_count[i] = n_hit
             stats[i, 0] = n_win

@@ -34,17 +34,13 @@ import numpy as np
 from .pyramid import opencv_scales
 from .scan import RECORD, CascadeKernelData, feature_offsets
 
-__all__ = ["DENSE_DENSITY", "FEATURE_STEP", "FeatureScanPlan", "scaled_features"]
+__all__ = ["FEATURE_STEP", "FeatureScanPlan", "scaled_features"]
 
 #: Window step at scale ``s``: ``max(1, round(FEATURE_STEP * s))`` pixels (the
 #: paper's Delta, which it sets to 1.5). OpenCV's pyramid steps 2 s pixels
 #: below scale 2 and s above; 1.5 is denser at small scales and sparser at
 #: large ones, where a face still gets enough windows for grouping.
 FEATURE_STEP = 1.5
-#: Stage-major evaluation beyond the first stage pays only with contiguous
-#: loads; windows ``step`` pixels apart need gathers, so later stages run
-#: window by window.
-DENSE_DENSITY = np.inf
 #: Steps up to this scan every pixel column (contiguous loads) and keep every
 #: ``step``-th; larger ones read only the windows' columns (gathers).
 CONTIGUOUS_STEP = 2
@@ -173,7 +169,9 @@ class FeatureScanPlan:
             n_win = (x1 - x0) // step + 1
             # Small steps: every pixel is a scan column (contiguous loads, as in the
             # exact scan), windows every ``step`` columns; large steps: a column per
-            # window, read with gathers, which beats computing step times as many.
+            # window, read with gathers, which beats computing step times as many
+            # (and then only the first stage runs row-wide: gathers make later
+            # stages cheaper window by window).
             col_px.append(1 if step <= CONTIGUOUS_STEP else step)
             cols.append(np.full(rows.size, (n_win - 1) * step + 1 if col_px[-1] == 1
                                 else n_win, np.int64))
