@@ -43,6 +43,19 @@ def _box(text: str) -> tuple[float, float, float, float]:
     return v  # type: ignore[return-value]
 
 
+def _floats(n: int):
+    def parse(text: str) -> tuple[float, ...]:
+        try:
+            v = tuple(float(p) for p in text.split(","))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {n} numbers, got {text!r}") from None
+        if len(v) != n or min(v) < 0:
+            raise argparse.ArgumentTypeError(f"expected {n} numbers >= 0, got {text!r}")
+        return v
+
+    return parse
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="vj-train-cascade", add_help=False,
@@ -60,6 +73,11 @@ def build_parser() -> argparse.ArgumentParser:
     io.add_argument("--bg", "-bg", dest="bg", nargs="+", required=True,
                     help="background images: folders or path lists")
     io.add_argument("--no-mirror", action="store_true", help="do not add mirrored positives")
+    io.add_argument("--jitter-copies", type=int, default=0,
+                    help="randomly shifted / scaled / turned copies of each positive (0)")
+    io.add_argument("--jitter", type=_floats(3), default=(0.05, 1.0, 6.0),
+                    metavar="SCALE,SHIFT,ANGLE",
+                    help="jitter range: log-scale, window pixels, degrees (0.05,1,6)")
     io.add_argument("--val-fraction", type=float, default=0.1,
                     help="positives held out for validation (default 0.1)")
     io.add_argument("--calib-fraction", type=float, default=0.15,
@@ -105,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     import vj
     from vj.negatives import BackgroundPool
     from vj.opencv_xml import write_xml
-    from vj.positives import load_positives
+    from vj.positives import Jitter, load_positives
     from vj.training import TrainingConfig, train_cascade
     from vj.training_report import write_report
 
@@ -124,7 +142,9 @@ def main(argv: list[str] | None = None) -> int:
         log("vj-train-cascade: reading positives ...")
         positives = load_positives(args.pos, window, args.pos_box, mirror=not args.no_mirror,
                                    validation_fraction=args.val_fraction,
-                                   calibration_fraction=args.calib_fraction, seed=args.seed)
+                                   calibration_fraction=args.calib_fraction,
+                                   jitter=Jitter(*args.jitter), jitter_copies=args.jitter_copies,
+                                   seed=args.seed)
         log(f"  {json.dumps(positives.info)}")
         log("vj-train-cascade: reading backgrounds ...")
         pool = BackgroundPool.from_sources(args.bg, window, max_images=args.max_bg_images)

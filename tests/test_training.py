@@ -223,28 +223,106 @@ def test_config_rejects_bad_values():
         TrainingConfig(mode="FANCY")
 
 
-def test_cli_trains_and_writes_everything(tmp_path, faces):
-    from apps.train_cascade import main
-
-    pos = tmp_path / "pos"
-    bg = tmp_path / "bg"
+@pytest.fixture(scope="module")
+def cli_inputs(tmp_path_factory, faces):
+    """Positive and background folders for the command line, and its arguments."""
+    root = tmp_path_factory.mktemp("cli")
+    pos, bg = root / "pos", root / "bg"
     pos.mkdir()
     bg.mkdir()
     for i, f in enumerate(faces):
         cv2.imwrite(str(pos / f"{i:03d}.png"), f)
     for i, im in enumerate(_photos()):
         cv2.imwrite(str(bg / f"{i}.png"), im)
-    (tmp_path / "bg.txt").write_text("\n".join(f"bg/{i}.png" for i in range(8)) + "\n")
-    out = tmp_path / "out"
-    argv = ["-data", str(out), "--pos", str(pos), "--bg", str(tmp_path / "bg.txt"),
-            "-w", "20", "-h", "20", "-numStages", "2", "-numNeg", "100", "-maxWeakCount", "10",
-            "--feature-fraction", "0.1", "-bt", "DAB", "--target-false-alarm", "1e-9", "--xml",
-            "--quiet"]
-    assert main(argv) == 0
+    (root / "bg.txt").write_text("\n".join(f"bg/{i}.png" for i in range(8)) + "\n")
+
+    def argv(out):
+        return ["-data", str(out), "--pos", str(pos), "--bg", str(root / "bg.txt"),
+                "-w", "20", "-h", "20", "-numStages", "3", "-numNeg", "100",
+                "-maxWeakCount", "10", "--feature-fraction", "0.1", "-bt", "DAB",
+                "--jitter-copies", "1", "--target-false-alarm", "1e-9", "--xml",
+                "--checkpoint-every", "0", "--quiet"]
+
+    return root, argv
+
+
+@pytest.fixture(scope="module")
+def cli_run(cli_inputs):
+    from apps.train_cascade import main
+
+    root, argv = cli_inputs
+    assert main(argv(root / "out")) == 0
+    return root / "out"
+
+
+def test_cli_trains_and_writes_everything(cli_inputs, cli_run):
+    from apps.train_cascade import main
+
+    root, argv = cli_inputs
     for name in ("cascade.json", "cascade.xml", "report.md", "report.json", "report.png",
                  "checkpoint.npz"):
-        assert (out / name).is_file(), name
-    c = vj.load_cascade(out / "cascade.json")
-    assert c.n_stages == 2 and vj.load_cascade(out / "cascade.xml") == c
-    assert main(argv) == 0  # resumes: already finished
-    assert main(["-data", str(out), "--pos", str(tmp_path / "nope"), "--bg", str(bg)]) == 2
+        assert (cli_run / name).is_file(), name
+    c = vj.load_cascade(cli_run / "cascade.json")
+    assert c.n_stages == 3 and vj.load_cascade(cli_run / "cascade.xml") == c
+    report = json.loads((cli_run / "report.json").read_text())
+    assert report["positives"]["jitter_copies"] == 1 and len(report["stages"]) == 3
+    assert main(argv(cli_run)) == 0  # resumes a finished run: same model
+    assert vj.load_cascade(cli_run / "cascade.json") == c
+    assert main(["-data", str(root / "x"), "--pos", str(root / "nope"),
+                 "--bg", str(root / "bg")]) == 2
+
+
+def test_cli_killed_with_sigkill_resumes_to_the_same_model(cli_inputs, cli_run):
+    """A real SIGKILL mid-run (after the first checkpoints), then the same command again."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from apps.train_cascade import main
+
+    root, argv = cli_inputs
+    out = root / "killed"
+    ckpt = out / "checkpoint.npz"
+    proc = subprocess.Popen([sys.executable, "-m", "apps.train_cascade", *argv(out)],
+                            cwd=os.path.dirname(os.path.dirname(__file__)),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        # Kill once stage 0 is saved and stage 1 is under way.
+        while time.monotonic() < deadline and proc.poll() is None:
+            if ckpt.is_file() and load_checkpoint(ckpt)[0]["stage_thresholds"]:
+                break
+            time.sleep(0.05)
+        assert proc.poll() is None, "the run finished before it could be killed"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert not (out / "cascade.json").exists()
+    assert main(argv(out)) == 0
+    assert vj.load_cascade(out / "cascade.json") == vj.load_cascade(cli_run / "cascade.json")
+
+
+def test_jittered_positives_are_seeded_and_near_the_original(tmp_path, faces):
+    from vj.positives import Jitter, read_face_crops
+
+    folder = tmp_path / "crops"
+    folder.mkdir()
+    for i, f in enumerate(faces[:6]):
+        cv2.imwrite(str(folder / f"{i}.png"), cv2.resize(f, (40, 40)))
+    a = read_face_crops([folder], WINDOW, (0.1, 0.1, 0.8, 0.8), jitter=Jitter(), copies=2,
+                        seed=4)
+    b = read_face_crops([folder], WINDOW, (0.1, 0.1, 0.8, 0.8), jitter=Jitter(), copies=2,
+                        seed=4)
+    assert a.shape == (6, 3, 20, 20)
+    np.testing.assert_array_equal(a, b)
+    plain = read_face_crops([folder], WINDOW, (0.1, 0.1, 0.8, 0.8))
+    np.testing.assert_array_equal(a[:, 0], plain)
+    diff = np.abs(a[:, 1:].astype(int) - a[:, :1]).mean()
+    assert 0 < diff < 40
+    none = read_face_crops([folder], WINDOW, (0.1, 0.1, 0.8, 0.8), jitter=Jitter(0, 0, 0),
+                           copies=1)
+    np.testing.assert_array_equal(none[:, 1], none[:, 0])

@@ -26,23 +26,54 @@ import numpy as np
 from .feature_eval import window_norm_factors
 from .image_sources import read_annotations, read_gray
 
-__all__ = ["PositiveSplit", "crop_box", "load_positives", "near_duplicate_groups",
+__all__ = ["Jitter", "PositiveSplit", "crop_box", "load_positives", "near_duplicate_groups",
            "read_face_crops", "split_groups"]
 
 
+@dataclass(frozen=True)
+class Jitter:
+    """Random geometric perturbation of positives, in the detector's window units.
+
+    The detector meets faces between its pyramid scales (a factor
+    ``scale_factor`` apart) and its window positions (1-2 pixels apart), and
+    slightly turned; positives jittered as much teach the cascade that range.
+
+    Parameters
+    ----------
+    scale : float
+        Box size multiplied by ``exp(u)``, ``u`` uniform in ``[-scale, scale]``.
+    shift : float
+        Box moved by up to this many window pixels along each axis.
+    angle : float
+        In-plane rotation up to this many degrees either way.
+    """
+
+    scale: float = 0.05
+    shift: float = 1.0
+    angle: float = 6.0
+
+
 def crop_box(
-    image: np.ndarray, box: tuple[float, float, float, float], window: tuple[int, int]
+    image: np.ndarray,
+    box: tuple[float, float, float, float],
+    window: tuple[int, int],
+    angle: float = 0.0,
 ) -> np.ndarray:
     """Resample the box ``(x, y, w, h)`` (pixels, may be fractional) of ``image`` to ``window``.
 
     Bilinear, pixel centres aligned as ``cv2.resize`` aligns them; pixels outside
-    the image repeat the border.
+    the image repeat the border. ``angle`` (degrees) turns the box about its centre.
     """
     x, y, w, h = (float(v) for v in box)
     ww, wh = window
     sx, sy = w / ww, h / wh
-    # Output pixel centre (i + 0.5) maps to input x + (i + 0.5) * sx, a pixel centre at -0.5.
-    m = np.array([[sx, 0.0, x + 0.5 * sx - 0.5], [0.0, sy, y + 0.5 * sy - 0.5]])
+    c, s = np.cos(np.radians(angle)), np.sin(np.radians(angle))
+    cx, cy = x + w / 2, y + h / 2
+    # Output pixel centre (u + 0.5, v + 0.5), taken relative to the window centre,
+    # is scaled, turned and moved to the box centre; input pixel centres sit at +0.5.
+    du, dv = 0.5 - ww / 2, 0.5 - wh / 2
+    m = np.array([[c * sx, -s * sy, cx - 0.5 + c * sx * du - s * sy * dv],
+                  [s * sx, c * sy, cy - 0.5 + s * sx * du + c * sy * dv]])
     return cv2.warpAffine(image, m, (ww, wh), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
                           borderMode=cv2.BORDER_REPLICATE)
 
@@ -51,6 +82,10 @@ def read_face_crops(
     sources: list[str | os.PathLike],
     window: tuple[int, int],
     box: tuple[float, float, float, float] = (0.0, 0.0, 1.0, 1.0),
+    *,
+    jitter: Jitter | None = None,
+    copies: int = 0,
+    seed: int = 0,
 ) -> np.ndarray:
     """Windows from face crops (folders) or annotated images (``path n x y w h`` lists).
 
@@ -62,14 +97,21 @@ def read_face_crops(
     box : (float, float, float, float)
         Part of each crop / annotated box that becomes the window, as fractions
         ``(x, y, w, h)`` of its size.
+    jitter : Jitter, optional
+    copies : int
+        Jittered copies per crop (besides the crop itself).
+    seed : int
+        Seeds the jitter, crop by crop.
 
     Returns
     -------
-    (N, h, w) uint8 ndarray
+    (N, h, w) uint8 ndarray, or (N, 1 + copies, h, w) when ``copies > 0``
     """
     bx, by, bw, bh = (float(v) for v in box)
     if bw <= 0 or bh <= 0:
         raise ValueError(f"box width and height must be positive, got {box}")
+    if copies < 0 or (copies and jitter is None):
+        raise ValueError(f"copies must be >= 0 and need a jitter, got {copies}, {jitter}")
     out = []
     for s in sources:
         for path, boxes in read_annotations(s):
@@ -77,7 +119,18 @@ def read_face_crops(
             if boxes is None:
                 boxes = np.array([[0, 0, img.shape[1], img.shape[0]]])
             for x, y, w, h in boxes.tolist():
-                out.append(crop_box(img, (x + bx * w, y + by * h, bw * w, bh * h), window))
+                b = (x + bx * w, y + by * h, bw * w, bh * h)
+                views = [crop_box(img, b, window)]
+                rng = np.random.default_rng([seed, 0x717, len(out)])
+                for _ in range(copies):
+                    f = float(np.exp(rng.uniform(-jitter.scale, jitter.scale)))
+                    dx, dy = rng.uniform(-jitter.shift, jitter.shift, 2)
+                    a = float(rng.uniform(-jitter.angle, jitter.angle))
+                    cx = b[0] + b[2] / 2 + dx * b[2] / window[0]
+                    cy = b[1] + b[3] / 2 + dy * b[3] / window[1]
+                    views.append(crop_box(img, (cx - f * b[2] / 2, cy - f * b[3] / 2,
+                                                f * b[2], f * b[3]), window, a))
+                out.append(np.stack(views) if copies else views[0])
     if not out:
         raise ValueError(f"no positive images found in {', '.join(map(str, sources))}")
     return np.stack(out)
@@ -183,6 +236,8 @@ def load_positives(
     calibration_fraction: float = 0.15,
     duplicate_distance: float = 0.1,
     group_distance: float = 0.3,
+    jitter: Jitter | None = None,
+    jitter_copies: int = 0,
     seed: int = 0,
 ) -> PositiveSplit:
     """Read, align, clean and split positive windows.
@@ -201,6 +256,9 @@ def load_positives(
         Crops closer than this are one photograph; only the first is kept.
     group_distance : float
         Crops closer than this stay in the same split.
+    jitter : Jitter, optional
+    jitter_copies : int
+        Jittered copies of every crop added to its split (see :class:`Jitter`).
     seed : int
 
     Returns
@@ -211,11 +269,12 @@ def load_positives(
             and validation_fraction + calibration_fraction < 1):
         raise ValueError("validation_fraction and calibration_fraction must be in [0, 1) with "
                          f"a sum below 1, got {validation_fraction}, {calibration_fraction}")
-    crops = read_face_crops(sources, window, box)
-    n_read = len(crops)
-    valid = window_norm_factors(crops)[1]
+    views = read_face_crops(sources, window, box, jitter=jitter, copies=jitter_copies, seed=seed)
+    views = views.reshape(len(views), -1, window[1], window[0])
+    n_read = len(views)
+    valid = window_norm_factors(views[:, 0])[1]
     index = np.nonzero(valid)[0]
-    crops = crops[valid]
+    crops = views[valid, 0]
     dup = near_duplicate_groups(crops, duplicate_distance)
     first = dup == np.arange(len(crops))
     crops, index = crops[first], index[first]
@@ -223,7 +282,9 @@ def load_positives(
     fractions = (1 - validation_fraction - calibration_fraction, calibration_fraction,
                  validation_fraction)
     parts = split_groups(groups, fractions, seed)
-    sets = [crops[p] for p in parts]
+    sets = [views[index[p]].reshape(-1, window[1], window[0]) for p in parts]
+    # A jittered copy can come out flat even if its crop is not; the detector skips those.
+    sets = [v[window_norm_factors(v)[1]] for v in sets]
     if mirror:
         sets = [np.concatenate([s, s[:, :, ::-1]]) for s in sets]
     info = {
@@ -233,6 +294,7 @@ def load_positives(
         "kept": len(crops),
         "groups": int(np.unique(groups).size),
         "mirrored": bool(mirror),
+        "jitter_copies": int(jitter_copies),
         "train": len(sets[0]),
         "calibration": len(sets[1]),
         "validation": len(sets[2]),
