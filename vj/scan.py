@@ -13,12 +13,17 @@ compared in float32; stage sums accumulate in float64.
 
 Speed comes from three things that leave every result unchanged:
 
-* **Rows first.** Most windows die in the first stage, so a row of windows is
-  scanned stage-major: the variance factor and the first stage(s) of every
-  window of the row are computed in simple loops over ``x`` whose loads are
-  contiguous, which LLVM turns into SIMD code. OpenCV's rule "skip the next
-  column after a first-stage rejection" is then applied to these outcomes in
-  order, and only the survivors run the remaining stages one window at a time.
+* **Rows first.** Most windows die in the first stages, so a row of windows
+  is scanned stage-major: the variance factor and the first stage of every
+  column are computed in simple loops over ``x`` whose loads are contiguous,
+  which LLVM turns into SIMD code (a step-2 level computes its odd columns
+  too: twice the arithmetic still beats strided gathers). OpenCV's rule "skip
+  the next window after a first-stage rejection" is then applied to these
+  outcomes in order (a window failing the variance test does not skip). Later
+  stages run stage-major too, over the 16-column chunks that still hold a live
+  window, while those are dense enough; the last few survivors run the
+  remaining stages one window at a time. Trees are evaluated branch-free:
+  every node's outcome is a bit, and the bits index a table of leaves.
 * **Exact stage sums.** A stage sum adds float32 leaf values in float64. When
   every partial sum is a multiple of the smallest leaf's ulp and stays below
   2**53 of those ulps (checked per cascade; true of OpenCV's cascades by a wide
