@@ -326,7 +326,7 @@ class CascadeDetector:
             return np.zeros((0, 4), np.int32)
         rbuf, buf, hit_x, hit_count, scan_stats = self._buffers(plan)
         stride = layout.stride
-        for lv, view in enumerate(plan.views(rbuf)):
+        for lv, view in enumerate(self._level_views()):
             inv = 1.0 / float(layout.scales[lv])
             # Straight into the packed buffer: no temporary image per level.
             cv2.resize(gray, view.shape[::-1], dst=view, fx=inv, fy=inv,
@@ -437,11 +437,21 @@ class CascadeDetector:
     def _buffers(self, plan: _ScanPlan | FeatureScanPlan) -> tuple[np.ndarray, ...]:
         # Per thread, so that concurrent detect calls never share scratch memory;
         # only the last image geometry is kept, which bounds the memory held.
-        local = self._local
-        if getattr(local, "plan", None) is not plan:
-            local.plan = plan
-            local.bufs = plan.allocate()
-        return local.bufs
+        # One set per scan kind, so that alternating scans do not reallocate.
+        slots = getattr(self._local, "slots", None)
+        if slots is None:
+            slots = self._local.slots = {}
+        kind = type(plan)
+        slot = slots.get(kind)
+        if slot is None or slot[0] is not plan:
+            bufs = plan.allocate()
+            views = plan.views(bufs[0]) if isinstance(plan, _ScanPlan) else []
+            slot = slots[kind] = (plan, bufs, views)
+        return slot[1]
+
+    def _level_views(self) -> list[np.ndarray]:
+        # The pyramid levels inside this thread's current uint8 buffer.
+        return self._local.slots[_ScanPlan][2]
 
     def _records(self, stride: int, t_ofs: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         key = (stride, t_ofs)
