@@ -417,3 +417,17 @@ def naive_cascade_at(cascade, sums, sqsums, tilted, x: int, y: int) -> int:
         if total < float(cascade.effective_stage_threshold[s]):
             return s
     return cascade.n_stages
+
+
+def naive_leaf_index(bins: np.ndarray, feature_row, split_bin, left, right) -> np.ndarray:
+    """Leaf each sample reaches from node 0: left when ``bin < split``; a child <= 0 is a leaf."""
+    out = np.zeros(bins.shape[1], np.int32)
+    for n in range(bins.shape[1]):
+        j = 0
+        while True:
+            child = left[j] if bins[feature_row[j], n] < split_bin[j] else right[j]
+            if child <= 0:
+                out[n] = -child
+                break
+            j = child
+    return out

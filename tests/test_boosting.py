@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from reference import (
     naive_best_stump,
     naive_digitize,
+    naive_leaf_index,
     naive_quantile_edges,
     naive_split_scores,
     naive_trim_rows,
@@ -23,7 +24,7 @@ from vj.boosting import (
     trim_rows,
 )
 from vj.feature_bins import FeatureBins, bin_feature_values, digitize, quantile_edges
-from vj.weak_learners import apply_tree_bins, best_splits, fit_tree
+from vj.weak_learners import apply_tree_bins, best_splits, fit_tree, leaf_index
 
 SETTINGS = settings(max_examples=40, deadline=None)
 
@@ -208,3 +209,17 @@ def test_boosted_stage_rejects_bad_input():
     fitted = BoostedStage(n_estimators=2).fit(np.eye(4), [0, 1, 0, 1])
     with pytest.raises(ValueError, match="features"):
         fitted.predict(np.zeros((2, 3)))
+
+
+@SETTINGS
+@given(problems(), st.integers(1, 3), st.sampled_from(["squared", "misclass"]))
+def test_leaf_index_matches_reference(p, depth, loss):
+    values, weights, y, rows, n_bins = p
+    fb = FeatureBins.from_values(values, n_bins)
+    if not np.isfinite(best_splits(fb, weights, y, rows, loss)[0]).any():
+        return
+    tree = fit_tree(fb, weights, y, rows, loss=loss, max_depth=depth)
+    assert tree.leaves.size == tree.n_nodes + 1
+    np.testing.assert_array_equal(
+        leaf_index(fb, tree),
+        naive_leaf_index(fb.bins, tree.feature_row, tree.split_bin, tree.left, tree.right))
