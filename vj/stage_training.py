@@ -94,8 +94,8 @@ def stage_bins(
 
     fb = bin_feature_values(values, local_ids, len(patches), edge_sample, n_bins=n_bins,
                             progress=progress)
-    fb.feature_ids = np.ascontiguousarray(feature_ids, dtype=np.int64)
-    return fb
+    # Rows stand for the pool's features, so trees can name them directly.
+    return FeatureBins(fb.bins, fb.edges, feature_ids)
 
 
 def boost_stage(
