@@ -186,3 +186,14 @@ def test_save_is_atomic_and_leaves_no_temp_files(tmp_path):
     vj.save(c, tmp_path / "a.json")
     vj.save(c, tmp_path / "a.json")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json"]
+
+
+def test_saved_files_get_ordinary_permissions(tmp_path):
+    import os
+    import stat
+
+    path = tmp_path / "m.json"
+    vj.save(vj.load_cascade("opencv:alt2"), path)
+    mask = os.umask(0)
+    os.umask(mask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~mask
