@@ -398,6 +398,29 @@ def naive_cascade_at(cascade, sums, sqsums, tilted, x: int, y: int) -> int:
             acc = np.float32(acc + np.float32(f.weights[fi, k] * np.float32(s)))
         return np.float32(acc * fac)
 
+    return naive_stages_passed(cascade, value)
+
+
+def naive_leaf_index(bins: np.ndarray, feature_row, split_bin, left, right) -> np.ndarray:
+    """Leaf each sample reaches from node 0: left when ``bin < split``; a child <= 0 is a leaf."""
+    out = np.zeros(bins.shape[1], np.int32)
+    for n in range(bins.shape[1]):
+        j = 0
+        while True:
+            child = left[j] if bins[feature_row[j], n] < split_bin[j] else right[j]
+            if child <= 0:
+                out[n] = -child
+                break
+            j = child
+    return out
+
+
+def naive_stages_passed(cascade, value) -> int:
+    """Stages a window passes, given ``value(feature_index) -> float32`` for it.
+
+    OpenCV's stage logic: walk each tree, add its leaf (float64 sum), stop at the
+    first stage whose sum is below its threshold.
+    """
     node = leaf = tree = 0
     for s in range(cascade.n_stages):
         total = 0.0
@@ -417,17 +440,3 @@ def naive_cascade_at(cascade, sums, sqsums, tilted, x: int, y: int) -> int:
         if total < float(cascade.effective_stage_threshold[s]):
             return s
     return cascade.n_stages
-
-
-def naive_leaf_index(bins: np.ndarray, feature_row, split_bin, left, right) -> np.ndarray:
-    """Leaf each sample reaches from node 0: left when ``bin < split``; a child <= 0 is a leaf."""
-    out = np.zeros(bins.shape[1], np.int32)
-    for n in range(bins.shape[1]):
-        j = 0
-        while True:
-            child = left[j] if bins[feature_row[j], n] < split_bin[j] else right[j]
-            if child <= 0:
-                out[n] = -child
-                break
-            j = child
-    return out

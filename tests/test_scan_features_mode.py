@@ -5,7 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
-from reference import naive_integrals
+from reference import naive_integrals, naive_stages_passed
 
 import vj
 from vj.pyramid import opencv_scales
@@ -78,25 +78,7 @@ def _stages_passed(cascade, feats, s_tab, x, y, fac, rsum) -> int:
                 np.int32(rsum(s_tab, x + rx, y + ry, rw, rh)))))
         return np.float32(acc * fac)
 
-    node = leaf = 0
-    for st in range(cascade.n_stages):
-        total = 0.0
-        t0 = int(cascade.stage_tree_start[st])
-        for t in range(t0, t0 + int(cascade.stage_trees[st])):
-            idx = 0
-            while True:
-                k = node + idx
-                v = value(int(cascade.node_feature[k]))
-                idx = int(cascade.node_left[k] if v < cascade.node_threshold[k]
-                          else cascade.node_right[k])
-                if idx <= 0:
-                    break
-            total += float(cascade.leaf_values[leaf - idx])
-            node += int(cascade.tree_nodes[t])
-            leaf += int(cascade.tree_nodes[t]) + 1
-        if total < float(cascade.effective_stage_threshold[st]):
-            return st
-    return cascade.n_stages
+    return naive_stages_passed(cascade, value)
 
 
 def _blobby(seed: int, shape=(44, 52)) -> np.ndarray:
