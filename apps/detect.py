@@ -6,6 +6,7 @@ Examples
 
     vj-detect photos/ --json faces.json
     vj-detect a.jpg b.png --json out.json --cascade opencv:alt2 --draw annotated/
+    vj-detect photos/ --json faces.json --verify      # cascade + neural verifiers
 """
 
 from __future__ import annotations
@@ -74,6 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-size", type=parse_size, default=None, metavar="N|WxH")
     p.add_argument("--max-size", type=parse_size, default=None, metavar="N|WxH")
     p.add_argument("--draw", metavar="DIR", help="also write annotated copies here")
+    p.add_argument("--verify", action=argparse.BooleanOptionalAction, default=False,
+                   help="check the cascade's windows with the built-in neural verifiers "
+                   "(dynamic.pipeline); scores become the verified windows' evidence")
     return p
 
 
@@ -92,6 +96,11 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         det = _load(args.cascade)
+        if args.verify:
+            # Imported here: PyTorch loads only when verification is asked for.
+            from dynamic.pipeline import load_verifier
+
+            det = load_verifier(det)
     except (FileNotFoundError, ValueError) as exc:
         print(f"vj-detect: {exc}", file=sys.stderr)
         return 2

@@ -145,12 +145,14 @@ def extract_crops(
         )
     inner = size - 2 * margin
     octaves = [gray]
-    sizes, group = np.unique(boxes[:, 2:], axis=0, return_inverse=True)
-    group = group.reshape(-1)
+    # One group per box size; a 1-D key is several times faster to sort than rows.
+    key = boxes[:, 2] * (1 << 32) + boxes[:, 3]
+    keys, group = np.unique(key, return_inverse=True)
     order = np.argsort(group, kind="stable")
-    starts = np.searchsorted(group[order], np.arange(len(sizes) + 1))
-    for g, (bw, bh) in enumerate(sizes):
+    starts = np.searchsorted(group[order], np.arange(len(keys) + 1))
+    for g, k in enumerate(keys.tolist()):
         idx = order[starts[g]:starts[g + 1]]
+        bw, bh = k >> 32, k & 0xFFFFFFFF
         sx, sy = bw / inner, bh / inner
         lw, lh = max(1, round(w_img / sx)), max(1, round(h_img / sy))
         level = _resized(octaves, min(sx, sy), lw, lh)
@@ -162,6 +164,11 @@ def extract_crops(
         bottom = max(0, int(cy.max()) + size - lh)
         if left or top or right or bottom:
             level = cv2.copyMakeBorder(level, top, bottom, left, right, cv2.BORDER_REPLICATE)
-        windows = np.lib.stride_tricks.sliding_window_view(level, (size, size))
+        # Every size x size window of the level as a view (no copy); one gather takes
+        # all of this group's crops.
+        rows, cols = level.strides
+        windows = np.lib.stride_tricks.as_strided(
+            level, (level.shape[0] - size + 1, level.shape[1] - size + 1, size, size),
+            (rows, cols, rows, cols), writeable=False)
         out[idx] = windows[cy + top, cx + left]
     return out

@@ -357,8 +357,9 @@ def cascade_samples(
     ----------
     images : iterable of (gray image, (K, 4) face boxes)
         Images with every face boxed (``K = 0`` for background photos).
-    detector : vj.CascadeDetector
-        The lenient cascade whose raw windows are wanted.
+    detector : vj.CascadeDetector or sequence of them
+        The lenient cascade whose raw windows are wanted; with several, the union of
+        their windows (a verifier meant for any of them sees the windows of each).
     rng : Generator
         Draws the subsample of windows kept per image.
     source : str
@@ -375,9 +376,11 @@ def cascade_samples(
     -------
     CropSet
     """
+    detectors = list(detector) if isinstance(detector, (list, tuple)) else [detector]
     parts = []
     for image, faces in images:
-        cand = detector.candidates(image, scale_factor, min_size)
+        found = [d.candidates(image, scale_factor, min_size) for d in detectors]
+        cand = found[0] if len(found) == 1 else np.unique(np.concatenate(found), axis=0)
         if len(cand) == 0:
             continue
         faces = np.asarray(faces, np.float64).reshape(-1, 4)
@@ -554,8 +557,8 @@ def assemble_crops(
     ----------
     split : SourceSplit
     part : {"train", "tune", "eval"}
-    detector : vj.CascadeDetector
-        The lenient cascade: its accepted windows are the crops to judge.
+    detector : vj.CascadeDetector or sequence of them
+        The lenient cascade(s): their accepted windows are the crops to judge.
     annotators : sequence of vj.CascadeDetector
         Cascades that box the ORL faces (see :func:`orl_face_box`).
     rng : Generator

@@ -9,6 +9,9 @@
 3. The deferral threshold of the tiny CNN is the cheapest one whose cascade is as
    accurate on the ``tune`` crops as the SkipNet alone
    (:func:`dynamic.idk_tuning.tune_thresholds`).
+4. Bootstrapping, as for the cascade itself: the windows the trained verifiers wrongly
+   accept on more training photographs (:func:`mine_hard_negatives`) join the
+   negatives, and both networks are trained again.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from dynamic.crops import extract_crops
 from dynamic.idk import MaxProbRule
 from dynamic.idk_tuning import cost_accuracy_frontier, tune_thresholds
 from dynamic.skipnet import SkipResNet
@@ -34,11 +38,12 @@ from dynamic.skipnet_training import (
     tune_gate_threshold,
 )
 from dynamic.verifier import FaceVerifier, TinyFaceNet, skipnet_verifier, standardize
-from dynamic.verifier_data import CropSet
+from dynamic.verifier_data import CropSet, box_iou
 
 __all__ = [
     "VerifierTrainConfig",
     "crop_tensors",
+    "mine_hard_negatives",
     "stage_probabilities",
     "train_skipnet",
     "train_tiny",
@@ -81,8 +86,8 @@ class VerifierTrainConfig:
     skipnet_lr: float = 0.1
     rl_alpha: float = 1.0
     gate_accuracy_drop: float = 0.001
-    tiny_epochs: int = 25
-    tiny_lr: float = 3e-3
+    tiny_epochs: int = 40
+    tiny_lr: float = 6e-3
     distill: float = 0.7
     temperature: float = 2.0
     batch_size: int = 128
@@ -299,3 +304,58 @@ def train_verifiers(
               "seconds": {"skipnet": skip_seconds, "tiny": tiny_seconds},
               "train_counts": train.counts(), "tune_counts": tune.counts()}
     return verifier, report
+
+
+def mine_hard_negatives(
+    images,
+    detectors,
+    verifier: FaceVerifier,
+    rng: np.random.Generator,
+    *,
+    scale_factor: float = 1.1,
+    max_per_image: int = 20,
+    negative_iou: float = 0.3,
+) -> CropSet:
+    """Windows the cascades propose and the verifiers wrongly call faces.
+
+    Parameters
+    ----------
+    images : iterable of (gray image, (K, 4) face boxes)
+        Training images with every face boxed (none for background photos).
+    detectors : sequence of vj.CascadeDetector
+        The lenient cascades; the union of their windows is judged.
+    verifier : FaceVerifier
+        The verifiers to find mistakes of.
+    rng : Generator
+        Draws the subsample kept per image.
+    scale_factor : float, optional
+    max_per_image : int, optional
+    negative_iou : float, optional
+        A window is a mistake when the verifiers accept it and it overlaps every face
+        by less than this.
+
+    Returns
+    -------
+    CropSet
+        Labelled 0, source ``"hard"``.
+    """
+    parts, n = [], 0
+    for image, faces in images:
+        found = [d.candidates(image, scale_factor) for d in detectors]
+        cand = np.unique(np.concatenate(found), axis=0)
+        if len(cand) == 0:
+            continue
+        crops = extract_crops(image, cand)
+        accepted = verifier.verify(crops).is_face
+        faces = np.asarray(faces, np.float64).reshape(-1, 4)
+        if len(faces):
+            accepted &= box_iou(cand, faces).max(axis=1) < negative_iou
+        index = np.flatnonzero(accepted)
+        if index.size > max_per_image:
+            index = np.sort(rng.choice(index, max_per_image, replace=False))
+        if index.size:
+            parts.append(crops[index])
+            n += index.size
+    crops = (np.concatenate(parts) if parts
+             else np.zeros((0, verifier.size, verifier.size), np.uint8))
+    return CropSet(crops, np.zeros(n, np.int64), np.full(n, "hard", dtype="<U10"))

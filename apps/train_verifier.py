@@ -1,0 +1,190 @@
+"""``vj-train-verifier``: train the face verifiers and their IDK cascade, as shipped in ``data/``.
+
+Builds the verifier crops from the shared data (image-level split, see
+:mod:`dynamic.verifier_data`), trains the SkipNet and the tiny CNN and tunes the
+cascade (:mod:`dynamic.verifier_training`), then writes ``verifier_tiny.pt``,
+``verifier_skipnet.pt`` and ``verifier_idk.pt`` to ``--out`` and a JSON report and the
+cost / accuracy frontier plot to ``--workdir``.
+
+Example
+-------
+::
+
+    vj-train-verifier                       # the shipped models, into data/
+    vj-train-verifier --out runs/verifier --max-backgrounds 100 --scenes 50 --quick
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import vj
+from dynamic.idk_tuning import OperatingPoint, plot_frontier
+from dynamic.pipeline import lenient_stages, resolve_cascade
+from dynamic.verifier_data import (
+    CropSet,
+    assemble_crops,
+    make_scenes,
+    orl_scenes,
+    read_gray,
+    split_sources,
+)
+from dynamic.verifier_training import VerifierTrainConfig, mine_hard_negatives, train_verifiers
+from vj.atomic import atomic_write_text
+
+__all__ = ["ANNOTATORS", "CASCADES", "bootstrap", "build_crops", "build_parser", "main"]
+
+#: Cascades whose windows the shipped verifiers learn from: the project's own and
+#: OpenCV's default, so that the verifiers serve either.
+CASCADES = ("frontalface", "opencv:default")
+#: Cascades that box the ORL faces (see :func:`dynamic.verifier_data.orl_face_box`).
+ANNOTATORS = ("opencv:default", "opencv:alt", "opencv:alt2")
+_REPO = Path(__file__).resolve().parent.parent
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="vj-train-verifier",
+        description="Train the neural face verifiers (tiny CNN + SkipNet IDK cascade).",
+    )
+    p.add_argument("--data", default=None, metavar="DIR",
+                   help="shared face data (default: $VJ_DATA or ../shared/data)")
+    p.add_argument("--out", default=str(_REPO / "data"), metavar="DIR",
+                   help="where the weight files go (default: the repository's data/)")
+    p.add_argument("--workdir", default=str(_REPO / "runs" / "verifier"), metavar="DIR",
+                   help="crop cache, report and plot (default: runs/verifier)")
+    p.add_argument("--cascade", nargs="+", default=list(CASCADES), metavar="NAME|PATH",
+                   help="cascades whose lenient windows (dynamic.pipeline.lenient_stages) "
+                   f"are verified; the union of their windows (default: {' '.join(CASCADES)})")
+    p.add_argument("--max-backgrounds", type=int, default=700,
+                   help="background photos mined for training negatives")
+    p.add_argument("--scenes", type=int, default=500, help="composite training scenes")
+    p.add_argument("--tune-backgrounds", type=int, default=200)
+    p.add_argument("--tune-scenes", type=int, default=150)
+    p.add_argument("--bootstrap-backgrounds", type=int, default=None,
+                   help="training photos searched for the verifiers' mistakes before the "
+                   "second round (default: all of them; 0: one round only)")
+    p.add_argument("--bootstrap-scenes", type=int, default=300,
+                   help="fresh training scenes searched for mistakes")
+    p.add_argument("--quick", action="store_true",
+                   help="one epoch per phase (a smoke test, not a useful model)")
+    p.add_argument("--rl-alpha", type=float, default=VerifierTrainConfig.rl_alpha)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=1, help="torch threads (default: 1)")
+    return p
+
+
+def build_crops(args: argparse.Namespace, part: str, n_backgrounds: int, n_scenes: int,
+                log=print) -> CropSet:
+    """The crops of one part, cached in the workdir under the settings that made them."""
+    names = [args.cascade] if isinstance(args.cascade, str) else list(args.cascade)
+    cascades = [resolve_cascade(c) for c in names]
+    stages = [lenient_stages(c) for c in cascades]
+    tag = "+".join(f"{Path(str(n)).stem.replace(':', '_')}-s{s}" for n, s in
+                   zip(names, stages, strict=True))
+    name = f"crops-{part}-{tag}-b{n_backgrounds}-n{n_scenes}-seed{args.seed}.npz"
+    cache = Path(args.workdir) / name
+    if cache.is_file():
+        with np.load(cache) as d:
+            log(f"{part}: crops from {cache}")
+            return CropSet(d["crops"], d["labels"], d["sources"])
+    t0 = time.perf_counter()
+    split = split_sources(args.data, seed=args.seed)
+    detectors = [vj.CascadeDetector(c.truncated(s)) for c, s in
+                 zip(cascades, stages, strict=True)]
+    annotators = [vj.load(a) for a in ANNOTATORS]
+    rng = np.random.default_rng([args.seed, ("train", "tune", "eval").index(part)])
+    crops = assemble_crops(split, part, detectors, annotators, rng,
+                           max_backgrounds=n_backgrounds, n_scenes=n_scenes)
+    log(f"{part}: {len(crops)} crops {crops.counts()} in {time.perf_counter() - t0:.0f} s")
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cache.with_suffix(".tmp.npz")
+    np.savez_compressed(tmp, crops=crops.crops, labels=crops.labels, sources=crops.sources)
+    tmp.replace(cache)
+    return crops
+
+
+def bootstrap(args: argparse.Namespace, verifier) -> CropSet:
+    """The trained verifiers' false positives on training photos and fresh training scenes."""
+    names = [args.cascade] if isinstance(args.cascade, str) else list(args.cascade)
+    cascades = [resolve_cascade(c) for c in names]
+    detectors = [vj.CascadeDetector(c.truncated(lenient_stages(c))) for c in cascades]
+    split = split_sources(args.data, seed=args.seed)
+    rng = np.random.default_rng([args.seed, 3])
+    backgrounds = list(split.backgrounds["train"])
+    if args.bootstrap_backgrounds is not None and len(backgrounds) > args.bootstrap_backgrounds:
+        pick = rng.choice(len(backgrounds), args.bootstrap_backgrounds, replace=False)
+        backgrounds = [backgrounds[i] for i in np.sort(pick)]
+    none = np.zeros((0, 4))
+    photos = mine_hard_negatives(((read_gray(p), none) for p in backgrounds), detectors,
+                                 verifier, rng)
+    annotators = [vj.load(a) for a in ANNOTATORS]
+    orl = [(s.image, s.faces[0]) for s in orl_scenes(split.orl["train"], annotators)]
+    scenes = make_scenes(split.backgrounds["train"], split.caltech["train"], orl,
+                         args.bootstrap_scenes, rng) if args.bootstrap_scenes else []
+    in_scenes = mine_hard_negatives(((s.image, s.faces) for s in scenes), detectors,
+                                    verifier, rng)
+    return CropSet.concatenate([photos, in_scenes])
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.threads < 1:
+        print("vj-train-verifier: --threads must be >= 1", file=sys.stderr)
+        return 2
+    torch.set_num_threads(args.threads)
+    t0 = time.perf_counter()
+    try:
+        train = build_crops(args, "train", args.max_backgrounds, args.scenes)
+        tune = build_crops(args, "tune", args.tune_backgrounds, args.tune_scenes)
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"vj-train-verifier: {exc}", file=sys.stderr)
+        return 2
+    data_seconds = time.perf_counter() - t0
+    config = VerifierTrainConfig(rl_alpha=args.rl_alpha, seed=args.seed)
+    if args.quick:
+        config = VerifierTrainConfig(dense_epochs=1, gate_epochs=1, rl_epochs=1, tiny_epochs=1,
+                                     rl_alpha=args.rl_alpha, seed=args.seed)
+    verifier, report = train_verifiers(train, tune, config)
+    if args.bootstrap_backgrounds != 0:
+        t1 = time.perf_counter()
+        hard = bootstrap(args, verifier)
+        print(f"bootstrap: {len(hard)} windows the verifiers wrongly accept "
+              f"({time.perf_counter() - t1:.0f} s); training again", file=sys.stderr)
+        first = report
+        verifier, report = train_verifiers(CropSet.concatenate([train, hard]), tune, config)
+        report["first_round"] = {"idk": {k: v for k, v in first["idk"].items()
+                                         if k != "frontier"}, "hard_negatives": len(hard)}
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    verifier.save(out)
+    report["seconds"]["data"] = data_seconds
+    report["seconds"]["total"] = time.perf_counter() - t0
+    report["command"] = "vj-train-verifier " + " ".join(sys.argv[1:] if argv is None else argv)
+    report["cascades"] = [str(c) for c in args.cascade]
+    work = Path(args.workdir)
+    work.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(work / "report.json", json.dumps(report, indent=1, default=float) + "\n")
+    idk = report["idk"]
+    frontier = [OperatingPoint(tuple(p["thresholds"]), p["accuracy"], p["cost"])
+                for p in idk["frontier"]]
+    plot = plot_frontier(
+        frontier, work / "frontier.partial.png",
+        singles=[("tiny CNN", idk["tiny_flops"], idk["tiny_accuracy"]),
+                 ("SkipNet", idk["skipnet_flops"], idk["skipnet_accuracy"])],
+        chosen=OperatingPoint((idk["threshold"],), idk["cascade_accuracy"], idk["cascade_flops"]))
+    plot.replace(work / "frontier.png")
+    print(f"vj-train-verifier: weights in {out}, report in {work / 'report.json'} "
+          f"({report['seconds']['total'] / 60:.1f} min)", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

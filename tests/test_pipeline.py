@@ -1,0 +1,222 @@
+"""The verified detector: only verified windows vote, statistics add up, the apps use it."""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+import vj
+from dynamic.crops import extract_crops
+from dynamic.pipeline import (
+    VerifiedDetector,
+    face_evidence,
+    group_verified,
+    lenient_stages,
+    load_verifier,
+    near_duplicates,
+)
+from dynamic.verifier import FaceVerifier, TinyFaceNet, Verdict, skipnet_verifier
+from dynamic.verifier_data import box_iou
+
+CASCADE = "opencv:default"
+
+
+@pytest.fixture(scope="module")
+def photo() -> np.ndarray:
+    import skimage.data
+
+    return cv2.cvtColor(skimage.data.astronaut(), cv2.COLOR_RGB2GRAY)
+
+
+def constant_verifier(face: bool) -> FaceVerifier:
+    """A verifier whose tiny CNN answers every crop, always the same way."""
+    tiny = TinyFaceNet()
+    with torch.no_grad():
+        for p in tiny.parameters():
+            p.zero_()
+        tiny.fc.bias.copy_(torch.tensor([-30.0, 30.0] if face else [30.0, -30.0]))
+    return FaceVerifier(tiny, skipnet_verifier().eval(), threshold=0.0)
+
+
+class BrightWindows(FaceVerifier):
+    """Accepts exactly the crops brighter than a level: a known, arbitrary subset."""
+
+    level = 110.0
+
+    def verify(self, crops):
+        verdict = super().verify(crops)
+        face = crops.reshape(len(crops), -1).mean(axis=1) > self.level
+        return Verdict(face.astype(np.float64), verdict.decided_by, verdict.stats)
+
+
+@pytest.fixture(scope="module")
+def lenient(photo):
+    cascade = vj.load_cascade(CASCADE)
+    stages = lenient_stages(cascade)
+    raw = vj.CascadeDetector(cascade.truncated(stages)).candidates(photo, 1.2, 30)
+    return cascade, stages, raw
+
+
+def test_accepting_everything_is_the_lenient_cascade(photo, lenient):
+    cascade, stages, raw = lenient
+    det = VerifiedDetector(cascade, constant_verifier(True), dedup_cell=1)
+    assert det.stages == stages
+    boxes, scores = det.detect(photo, 1.2, 3, 30, return_scores=True)
+    expected, counts = vj.group_rectangles(raw, 3)
+    np.testing.assert_array_equal(boxes, expected)
+    # Every window is sure (p = 1): each adds the largest vote.
+    np.testing.assert_allclose(scores, counts * face_evidence(1.0), rtol=1e-6)
+    assert scores.dtype == np.float32 and boxes.dtype == np.int32
+
+
+def test_rejected_windows_do_not_vote(photo, lenient):
+    cascade, _, raw = lenient
+    verifier = BrightWindows(TinyFaceNet(), skipnet_verifier().eval(), 0.0)
+    det = VerifiedDetector(cascade, verifier, dedup_cell=1)
+    boxes, scores = det.detect(photo, 1.2, 2, 30, return_scores=True)
+    bright = extract_crops(photo, raw).reshape(len(raw), -1).mean(axis=1) > BrightWindows.level
+    assert 0 < bright.sum() < len(raw)
+    expected, counts = vj.group_rectangles(raw[bright], 2)
+    np.testing.assert_array_equal(boxes, expected)
+    np.testing.assert_allclose(scores, counts * face_evidence(1.0))
+    assert det.last_stats["accepted"] == int(bright.sum())
+    assert det.last_stats["verified"] == len(raw)
+
+
+def test_near_duplicates_share_one_verdict(photo, lenient):
+    cascade, _, raw = lenient
+    reps, owner = near_duplicates(raw, 24, 4)
+    assert 0 < len(reps) < len(raw) and owner.shape == (len(raw),)
+    np.testing.assert_array_equal(owner[reps], np.arange(len(reps)))
+    # Members of a square have the same size and lie within 4 level pixels of its box.
+    rep = raw[reps][owner]
+    assert np.all(rep[:, 2:] == raw[:, 2:])
+    assert np.all(np.abs(rep[:, :2] - raw[:, :2]) < 4 * raw[:, 2:] / 24 + 1)
+    verifier = BrightWindows(TinyFaceNet(), skipnet_verifier().eval(), 0.0)
+    det = VerifiedDetector(cascade, verifier, dedup_cell=4)
+    boxes = det.detect(photo, 1.2, 2, 30)
+    crops = extract_crops(photo, raw[reps])
+    bright = (crops.reshape(len(reps), -1).mean(axis=1) > BrightWindows.level)[owner]
+    np.testing.assert_array_equal(boxes, vj.group_rectangles(raw[bright], 2)[0])
+    st = det.last_stats
+    assert st["verified"] == len(reps) and st["candidates"] == len(raw)
+    assert sum(s["decided"] for s in st["stages"]) == st["windows"]
+    assert near_duplicates(raw, 24, 1)[0].size == len(np.unique(raw, axis=0))
+
+
+def test_face_evidence_ranks_sure_windows_higher():
+    p = np.array([0.5, 0.9, 0.99, 1.0])
+    e = face_evidence(p)
+    np.testing.assert_allclose(e[:3], -np.log(1 - p[:3]))
+    assert np.all(np.diff(e) > 0) and np.isfinite(e[-1]) and e[-1] < 14
+
+
+def test_grouping_keeps_opencv_boxes_and_adds_scores():
+    rng = np.random.default_rng(1)
+    for _ in range(300):
+        n = int(rng.integers(0, 40))
+        centre = rng.integers(0, 150, (3, 2))[rng.integers(0, 3, n)]
+        side = rng.integers(20, 50, n)
+        rects = np.column_stack([centre + rng.integers(-3, 4, (n, 2)), side, side])
+        weights = rng.random(n)
+        for mn in (0, 1, 3):
+            boxes, counts, scores, stage = group_verified(rects, weights, np.full(n, 2), mn)
+            expected, expected_counts = vj.group_rectangles(rects, mn)
+            np.testing.assert_array_equal(boxes, expected)
+            np.testing.assert_array_equal(counts, expected_counts)
+            assert np.all(scores <= counts + 1e-9) and np.all(stage == 2)
+    boxes, counts, scores, _ = group_verified(
+        np.array([[0, 0, 30, 30]] * 3), np.array([0.5, 0.25, 1.0]), np.zeros(3, int), 1)
+    assert counts.tolist() == [3] and scores.tolist() == [1.75]
+
+
+def test_rejecting_everything_finds_nothing_and_stats_add_up(photo, lenient):
+    cascade, _, raw = lenient
+    det = VerifiedDetector(cascade, constant_verifier(False))
+    boxes, scores = det.detect(photo, 1.2, 3, 30, return_scores=True)
+    assert boxes.shape == (0, 4) and scores.shape == (0,)
+    st = det.last_stats
+    assert st["candidates"] == len(raw) and st["accepted"] == 0
+    assert [s["name"] for s in st["stages"]] == ["cascade", "tiny", "skipnet"]
+    assert sum(s["decided"] for s in st["stages"]) == st["windows"] == st["proposed"]
+    assert st["verified"] == len(near_duplicates(raw, 24, 4)[0]) < len(raw)
+    assert st["stages"][1]["flops"] == pytest.approx(st["verified"] * det.verifier.tiny.flops())
+    assert st["stages"][0]["flops"] is None and st["ms"] >= st["crop_ms"] >= 0
+
+
+def test_min_neighbors_zero_returns_verified_windows(photo, lenient):
+    cascade, _, raw = lenient
+    det = VerifiedDetector(cascade, constant_verifier(True), dedup_cell=1)
+    boxes, scores = det.detect(photo, 1.2, 0, 30, return_scores=True)
+    assert len(boxes) == len(raw) and np.all(scores > 0.99)
+    assert len(det.last_stats["box_stage"]) == len(boxes)
+
+
+def test_bad_arguments(photo):
+    cascade = vj.load_cascade(CASCADE)
+    verifier = constant_verifier(True)
+    with pytest.raises(ValueError, match="stages"):
+        VerifiedDetector(cascade, verifier, stages=0)
+    with pytest.raises(ValueError, match="stages"):
+        VerifiedDetector(cascade, verifier, stages=cascade.n_stages + 1)
+    with pytest.raises(ValueError, match="dedup_cell"):
+        VerifiedDetector(cascade, verifier, dedup_cell=0)
+    with pytest.raises(ValueError, match="FaceVerifier"):
+        VerifiedDetector(cascade, object())
+    with pytest.raises(ValueError, match="cascade"):
+        VerifiedDetector(42, verifier)
+    det = VerifiedDetector(cascade, verifier)
+    with pytest.raises(ValueError, match="min_neighbors"):
+        det.detect(photo, min_neighbors=-1)
+    with pytest.raises(ValueError, match="scale_factor"):
+        det.detect(photo, scale_factor=1.0)
+    with pytest.raises(ValueError, match="uint8"):
+        det.detect(photo.astype(np.float32))
+
+
+def test_shipped_pipeline_on_a_photo(photo):
+    det = load_verifier(vj.load(CASCADE)).warmup()
+    boxes, scores = det.detect(photo, 1.1, 3, return_scores=True)
+    reference = vj.load(CASCADE).detect(photo, 1.1, 3)
+    assert len(reference) == 1
+    assert len(boxes) == 1 and box_iou(boxes, reference)[0, 0] > 0.6
+    assert scores[0] > 3
+    assert det.last_stats["box_stage"].tolist() in ([1], [2])
+
+
+def test_shipped_pipeline_finds_each_orl_face_once(shared_data):
+    det = load_verifier(CASCADE)
+    found = 0
+    images = sorted((shared_data / "orl").glob("s*/1.pgm"))[:12]
+    for path in images:
+        image = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+        found += len(det.detect(image, 1.1, 3, 40)) == 1
+    assert found >= len(images) - 1
+
+
+def test_webcam_reads_the_pipeline_statistics(photo):
+    from apps.webcam_detectors import frame_stats
+
+    det = VerifiedDetector(CASCADE, constant_verifier(True))
+    boxes = det.detect(photo, 1.2, 3, 30)
+    stats = frame_stats(det.last_stats, len(boxes), 1.0)
+    assert [s.name for s in stats.stages] == ["cascade", "tiny", "skipnet"]
+    assert stats.proposed == det.last_stats["windows"]
+    assert stats.box_stage.tolist() == [1] * len(boxes)
+
+
+def test_vj_detect_verify_flag(photo, tmp_path):
+    from apps.detect import main
+
+    path = tmp_path / "astronaut.png"
+    cv2.imwrite(str(path), photo)
+    out = tmp_path / "faces.json"
+    assert main([str(path), "--json", str(out), "--cascade", CASCADE, "--verify"]) == 0
+    result = json.loads(out.read_text())
+    assert len(result[str(path)]) == 1
+    x, y, w, h, score = result[str(path)][0]
+    assert w > 50 and score > 3
