@@ -20,6 +20,7 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -76,6 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true",
                    help="one epoch per phase (a smoke test, not a useful model)")
     p.add_argument("--rl-alpha", type=float, default=VerifierTrainConfig.rl_alpha)
+    p.add_argument("--idk-eps", type=float, default=VerifierTrainConfig.idk_eps,
+                   help="relative accuracy the IDK cascade may give up against the SkipNet "
+                   f"on the tuning crops (default: {VerifierTrainConfig.idk_eps})")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1, help="torch threads (default: 1)")
     return p
@@ -140,6 +144,14 @@ def main(argv: list[str] | None = None) -> int:
         print("vj-train-verifier: --threads must be >= 1", file=sys.stderr)
         return 2
     torch.set_num_threads(args.threads)
+    try:
+        config = VerifierTrainConfig(rl_alpha=args.rl_alpha, idk_eps=args.idk_eps,
+                                     seed=args.seed)
+    except ValueError as exc:
+        print(f"vj-train-verifier: {exc}", file=sys.stderr)
+        return 2
+    if args.quick:
+        config = replace(config, dense_epochs=1, gate_epochs=1, rl_epochs=1, tiny_epochs=1)
     t0 = time.perf_counter()
     try:
         train = build_crops(args, "train", args.max_backgrounds, args.scenes)
@@ -148,10 +160,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"vj-train-verifier: {exc}", file=sys.stderr)
         return 2
     data_seconds = time.perf_counter() - t0
-    config = VerifierTrainConfig(rl_alpha=args.rl_alpha, seed=args.seed)
-    if args.quick:
-        config = VerifierTrainConfig(dense_epochs=1, gate_epochs=1, rl_epochs=1, tiny_epochs=1,
-                                     rl_alpha=args.rl_alpha, seed=args.seed)
     verifier, report = train_verifiers(train, tune, config)
     if args.bootstrap_backgrounds != 0:
         t1 = time.perf_counter()

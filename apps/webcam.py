@@ -126,9 +126,10 @@ def _run(args: argparse.Namespace) -> int:
     if args.verify is not False:
         try:
             verifier = load_verifier(cascade)
-        except VerifierUnavailable:
+        except VerifierUnavailable as error:
             if args.verify:
                 raise
+            _say(f"{error}; running the cascade alone")
     detectors = DetectorSwitch(cascade, verifier, verify=args.verify is not False)
     detectors.warmup()
 

@@ -49,7 +49,7 @@ __all__ = [
 #: The project's own model; replaced by OpenCV's default cascade while it is not shipped.
 DEFAULT_CASCADE = "frontalface"
 _FALLBACK_CASCADE = "opencv:default"
-VERIFIER_MISSING = "neural verification is not available yet"
+VERIFIER_MISSING = "neural verification is not available"
 
 
 class Detector(Protocol):
@@ -187,16 +187,22 @@ def load_verifier(cascade: Detector) -> Detector:
     Raises
     ------
     VerifierUnavailable
-        While :mod:`dynamic` does not provide ``load_verifier``.
+        When :mod:`dynamic` (PyTorch) cannot be imported or the verifier's weight files
+        are missing or unreadable; the message says which.
     """
     try:
         import dynamic
-    except ImportError:
-        dynamic = None
+    except ImportError as error:
+        raise VerifierUnavailable(f"{VERIFIER_MISSING} ({error})") from None
     factory = getattr(dynamic, "load_verifier", None)
     if factory is None:
         raise VerifierUnavailable(VERIFIER_MISSING)
-    return factory(cascade)
+    try:
+        return factory(cascade)
+    except ImportError as error:
+        raise VerifierUnavailable(f"{VERIFIER_MISSING} ({error})") from None
+    except (OSError, ValueError, RuntimeError) as error:
+        raise VerifierUnavailable(f"cannot load the neural verifier: {error}") from None
 
 
 class DetectorSwitch:

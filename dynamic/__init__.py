@@ -7,7 +7,11 @@ Modules, in the order of the papers:
 - :mod:`dynamic.gates`, :mod:`dynamic.skipnet`, :mod:`dynamic.skipnet_training`,
   :mod:`dynamic.skipnet_runtime`: SkipNet, its training, and execution that skips;
 - :mod:`dynamic.datasets`, :mod:`dynamic.small_models`, :mod:`dynamic.weights`,
-  :mod:`dynamic.benchmark`: data, cheap stages, checkpoints, the benchmark.
+  :mod:`dynamic.benchmark`: data, cheap stages, checkpoints, the benchmark;
+- :mod:`dynamic.crops`, :mod:`dynamic.verifier`, :mod:`dynamic.verifier_data`,
+  :mod:`dynamic.verifier_training`, :mod:`dynamic.pipeline`: the face verifiers (a tiny
+  CNN and a SkipNet as an IDK cascade) and the detector that runs them on a Haar
+  cascade's windows.
 
 The main names are re-exported here, imported on first use so that ``import dynamic``
 stays cheap for code that needs only a NumPy helper.
@@ -44,6 +48,11 @@ _EXPORTS = {
     "compare_latency": "dynamic.latency",
     "save_weights": "dynamic.weights",
     "load_weights": "dynamic.weights",
+    "extract_crops": "dynamic.crops",
+    "FaceVerifier": "dynamic.verifier",
+    "load_face_verifier": "dynamic.verifier",
+    "VerifiedDetector": "dynamic.pipeline",
+    "load_verifier": "dynamic.pipeline",
 }
 
 __all__ = sorted(_EXPORTS)

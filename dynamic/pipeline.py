@@ -207,6 +207,34 @@ def group_verified(
             box_stage[keep])
 
 
+class _Settler:
+    """The ``settle`` callback of :meth:`FaceVerifier.verify` for one frame's crops.
+
+    Parameters
+    ----------
+    boxes : (K, 4) int ndarray
+        The boxes the crops show.
+    windows : (K,) int ndarray
+        Candidate windows each crop stands for (its near-duplicates).
+    min_neighbors : int
+        A group whose sure face windows number more than this is settled.
+    """
+
+    def __init__(self, boxes: np.ndarray, windows: np.ndarray, min_neighbors: int) -> None:
+        self.labels, self.n = partition_similar(
+            np.ascontiguousarray(boxes, np.int64), GROUP_EPS)
+        self.windows = windows
+        self.min_neighbors = min_neighbors
+        self.count = 0
+
+    def __call__(self, probabilities: np.ndarray, deferred: np.ndarray) -> np.ndarray:
+        sure_face = ~deferred & (probabilities[:, 1] > 0.5)
+        votes = np.bincount(self.labels, weights=self.windows * sure_face, minlength=self.n)
+        settled = deferred & (votes > self.min_neighbors)[self.labels]
+        self.count = int(settled.sum())
+        return settled
+
+
 class VerifiedDetector:
     """A lenient Haar cascade whose accepted windows are verified by neural networks.
 
@@ -222,6 +250,14 @@ class VerifiedDetector:
     dedup_cell : int, optional
         Windows of one size within this many pyramid-level pixels of each other are
         judged once, by one crop (:func:`near_duplicates`); ``1`` judges every window.
+    settle : bool, optional
+        Spend the SkipNet only where a detection depends on it (default). Crops the
+        tiny CNN is unsure about go to the SkipNet unless their group of similar
+        windows (the grouping's own partition) already holds more than
+        ``min_neighbors`` windows the tiny CNN is sure are a face: that face is found
+        whatever the SkipNet says, and the tiny CNN's answer stands for them. Their
+        votes then count at the tiny CNN's (lower) probability. ``False``: every
+        unsure crop goes to the SkipNet.
 
     Attributes
     ----------
@@ -234,6 +270,9 @@ class VerifiedDetector:
             windows the cascade accepted: the regions proposed to the verifiers;
         ``verified``
             crops the verifiers judged (one per group of near-duplicate candidates);
+        ``settled``
+            of those, crops the tiny CNN was unsure about that did not go to the
+            SkipNet because their group was already accepted (see ``settle``);
         ``stages``
             one dict per stage, ``cascade``, ``tiny``, ``skipnet``, each with
             ``decided`` (windows it answered for; they add up to ``windows``), ``ms``
@@ -262,6 +301,7 @@ class VerifiedDetector:
         *,
         stages: int | None = None,
         dedup_cell: int = DEDUP_CELL,
+        settle: bool = True,
     ) -> None:
         full = resolve_cascade(cascade)
         if stages is None:
@@ -275,6 +315,7 @@ class VerifiedDetector:
         self.cascade = full
         self.stages = int(stages)
         self.dedup_cell = int(dedup_cell)
+        self.settle = bool(settle)
         self.proposer = vj.CascadeDetector(full.truncated(self.stages))
         self.verifier = verifier if verifier is not None else load_face_verifier()
         self.last_stats: dict[str, Any] = self._stats(
@@ -326,8 +367,11 @@ class VerifiedDetector:
         t1 = time.perf_counter()
         reps, owner = near_duplicates(raw, self.window[0], self.dedup_cell)
         crops = extract_crops(gray, raw[reps])
+        settle = None
+        if self.settle and min_neighbors > 0 and len(reps) > 1:
+            settle = _Settler(raw[reps], np.bincount(owner, minlength=len(reps)), min_neighbors)
         t2 = time.perf_counter()
-        verdict = self.verifier.verify(crops)
+        verdict = self.verifier.verify(crops, settle=settle)
         t3 = time.perf_counter()
         # Every window takes the verdict of the window that stands for it.
         face = verdict.is_face[owner]
@@ -343,13 +387,15 @@ class VerifiedDetector:
             scan.windows, len(raw), len(reps), (t1 - t0) * 1e3, verdict, decided,
             int(face.sum()), box_stage.astype(np.intp), crop_ms=(t2 - t1) * 1e3,
             group_ms=(t4 - t3) * 1e3, ms=(t4 - t0) * 1e3,
+            settled=0 if settle is None else settle.count,
         )  # fmt: skip
         if return_scores:
             return boxes, scores.astype(np.float32)
         return boxes
 
     def _stats(self, windows, candidates, verified, cascade_ms, verdict, decided, accepted,
-               box_stage, crop_ms=0.0, group_ms=0.0, ms=0.0) -> dict[str, Any]:  # fmt: skip
+               box_stage, crop_ms=0.0, group_ms=0.0, ms=0.0,
+               settled=0) -> dict[str, Any]:  # fmt: skip
         stages = [{"name": "cascade", "decided": int(windows - candidates),
                    "ms": float(cascade_ms), "flops": None}]  # fmt: skip
         for k, name in enumerate(self.verifier.stage_names):
@@ -358,7 +404,8 @@ class VerifiedDetector:
                            "ms": 0.0 if s is None else s.ms,
                            "flops": 0.0 if s is None else s.cost})  # fmt: skip
         return {"windows": int(windows), "proposed": int(windows),
-                "candidates": int(candidates), "verified": int(verified), "stages": stages,
+                "candidates": int(candidates), "verified": int(verified),
+                "settled": int(settled), "stages": stages,
                 "accepted": int(accepted), "box_stage": box_stage, "crop_ms": float(crop_ms),
                 "group_ms": float(group_ms), "ms": float(ms)}  # fmt: skip
 

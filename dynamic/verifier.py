@@ -13,6 +13,7 @@ The built-in weights in ``data/`` are loaded by :func:`load_face_verifier`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from dynamic.flops import conv2d_flops, conv2d_output_size, linear_flops
 from dynamic.idk import (
     CascadeStats,
     IDKCascade,
+    IDKRule,
     MaxProbRule,
     Stage,
     StageStats,
@@ -223,8 +225,28 @@ class FaceVerifier:
         """Names of the stages, in order."""
         return tuple(stage.name for stage in self.cascade.stages)
 
-    def verify(self, crops: np.ndarray) -> Verdict:
-        """Judge crops ``(N, S, S)`` uint8 (from :func:`dynamic.crops.extract_crops`)."""
+    def verify(
+        self,
+        crops: np.ndarray,
+        *,
+        settle: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
+    ) -> Verdict:
+        """Judge crops ``(N, S, S)`` uint8 (from :func:`dynamic.crops.extract_crops`).
+
+        Parameters
+        ----------
+        crops : (N, S, S) uint8 ndarray
+        settle : callable, optional
+            ``settle(probabilities, deferred) -> (N,) bool``: given the tiny CNN's
+            probabilities ``(N, 2)`` and where it is unsure, the unsure crops whose
+            answer no longer matters (in a detector: those whose group the tiny CNN has
+            already accepted). The tiny CNN's answer stands for them and the SkipNet
+            does not run on them.
+
+        Returns
+        -------
+        Verdict
+        """
         crops = np.asarray(crops)
         if crops.ndim != 3 or crops.shape[1:] != (self.size, self.size):
             raise ValueError(
@@ -234,10 +256,18 @@ class FaceVerifier:
             empty = CascadeStats(
                 tuple(StageStats(name, 0, 0, 0.0, 0.0) for name in self.stage_names), 0)
             return Verdict(np.zeros(0), np.zeros(0, np.int64), empty)
-        # One channel: the channels-last view is the same memory, and lets oneDNN pick its
-        # faster kernels for the small convolutions.
-        x = standardize(crops).contiguous(memory_format=torch.channels_last)
-        result = self.cascade.predict(x)
+        cascade = self.cascade
+        if settle is not None:
+            first, second = cascade.stages
+            cascade = IDKCascade([
+                Stage(first.name, first.predict_proba, first.cost,
+                      _SettlingRule(first.rule, settle)),
+                second,
+            ], cost_unit=cascade.cost_unit)
+        # Plain NCHW: with one channel it is the same memory as channels-last, and the
+        # tiny CNN's small convolutions measured faster on it; the SkipNet runtime
+        # picks its own layout.
+        result = cascade.predict(standardize(crops))
         return Verdict(result.probabilities[:, 1].copy(), result.decided_by, result.stats)
 
     def warmup(self) -> FaceVerifier:
@@ -254,6 +284,27 @@ class FaceVerifier:
         save_weights(self.skipnet, folder / WEIGHT_FILES["skipnet"])
         save_weights(_Settings(self.threshold, self.skipnet.gate_threshold),
                      folder / WEIGHT_FILES["settings"])
+
+
+class _SettlingRule(IDKRule):
+    """``base``, except that it answers for unsure inputs that ``settle`` says no longer matter."""
+
+    def __init__(self, base: IDKRule, settle: Callable[[np.ndarray, np.ndarray], np.ndarray]):
+        self.base = base
+        self.threshold = base.threshold
+        self.settle = settle
+
+    def confidence(self, probs: np.ndarray) -> np.ndarray:
+        return self.base.confidence(probs)
+
+    def idk(self, probs: np.ndarray) -> np.ndarray:
+        deferred = self.base.idk(probs)
+        if not deferred.any():
+            return deferred
+        settled = np.asarray(self.settle(probs, deferred), dtype=bool)
+        if settled.shape != deferred.shape:
+            raise ValueError(f"settle returned shape {settled.shape}, expected {deferred.shape}")
+        return deferred & ~settled
 
 
 class _Settings(nn.Module):

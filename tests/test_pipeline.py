@@ -21,6 +21,7 @@ from dynamic.pipeline import (
 )
 from dynamic.verifier import FaceVerifier, TinyFaceNet, Verdict, skipnet_verifier
 from dynamic.verifier_data import box_iou
+from vj.grouping import partition_similar
 
 CASCADE = "opencv:default"
 
@@ -47,10 +48,29 @@ class BrightWindows(FaceVerifier):
 
     level = 110.0
 
-    def verify(self, crops):
+    def verify(self, crops, settle=None):
         verdict = super().verify(crops)
         face = crops.reshape(len(crops), -1).mean(axis=1) > self.level
         return Verdict(face.astype(np.float64), verdict.decided_by, verdict.stats)
+
+
+class SureWhenBright(FaceVerifier):
+    """Sure of a face on bright crops, unsure (p = 0.7) on the others; a "SkipNet" says 0.2.
+
+    Records which crops reached its second stage, so that settling can be checked.
+    """
+
+    level = 110.0
+
+    def verify(self, crops, settle=None):
+        bright = crops.reshape(len(crops), -1).mean(axis=1) > self.level
+        probs = np.where(bright[:, None], [0.0, 1.0], [0.3, 0.7])
+        deferred = ~bright
+        settled = np.zeros(len(crops), bool) if settle is None else settle(probs, deferred)
+        self.second = deferred & ~settled
+        p = np.where(self.second, 0.2, probs[:, 1])
+        verdict = super().verify(crops)
+        return Verdict(p, self.second.astype(np.int64), verdict.stats)
 
 
 @pytest.fixture(scope="module")
@@ -106,6 +126,37 @@ def test_near_duplicates_share_one_verdict(photo, lenient):
     assert st["verified"] == len(reps) and st["candidates"] == len(raw)
     assert sum(s["decided"] for s in st["stages"]) == st["windows"]
     assert near_duplicates(raw, 24, 1)[0].size == len(np.unique(raw, axis=0))
+
+
+def test_settled_groups_skip_the_second_stage(photo, lenient):
+    cascade, _, raw = lenient
+    reps = near_duplicates(raw, 24, 1)[0]
+    rects = raw[reps]
+    brightness = extract_crops(photo, rects).reshape(len(rects), -1).mean(axis=1)
+    verifier = SureWhenBright(TinyFaceNet(), skipnet_verifier().eval(), 0.0)
+    verifier.level = float(np.median(brightness))  # about half the crops are sure
+    bright = brightness > verifier.level
+    det = VerifiedDetector(cascade, verifier, dedup_cell=1)
+    mn = 2
+    boxes = det.detect(photo, 1.2, mn, 30)
+    labels, n = partition_similar(np.ascontiguousarray(rects, np.int64), 0.2)
+    sure = np.bincount(labels, weights=bright, minlength=n)
+    settled_group = (sure > mn)[labels]
+    # Unsure crops go on exactly where their group is not yet decided.
+    np.testing.assert_array_equal(verifier.second, ~bright & ~settled_group)
+    assert 0 < (~bright & settled_group).sum() and 0 < verifier.second.sum()
+    assert det.last_stats["settled"] == int((~bright & settled_group).sum())
+    # Settled crops vote with the first stage's answer (0.7: a face), the rest with 0.2.
+    face = bright | settled_group
+    np.testing.assert_array_equal(boxes, vj.group_rectangles(rects[face], mn)[0])
+    # Without settling every unsure crop goes on, and is rejected here.
+    det = VerifiedDetector(cascade, verifier, dedup_cell=1, settle=False)
+    boxes = det.detect(photo, 1.2, mn, 30)
+    np.testing.assert_array_equal(verifier.second, ~bright)
+    np.testing.assert_array_equal(boxes, vj.group_rectangles(rects[bright], mn)[0])
+    assert det.last_stats["settled"] == 0
+    det.detect(photo, 1.2, 0, 30)  # min_neighbors=0: every window is its own detection
+    np.testing.assert_array_equal(verifier.second, ~bright)
 
 
 def test_face_evidence_ranks_sure_windows_higher():

@@ -80,6 +80,36 @@ def test_idk_defers_only_unsure_crops(random_verifier, crops):
     assert skip_cost > 0 and verdict.stats.stages[1].inputs == int((verdict.decided_by == 1).sum())
 
 
+def test_settled_crops_keep_the_tiny_answer(random_verifier, crops):
+    x = standardize(crops)
+    tiny_p = random_verifier.cascade.stages[0].predict_proba(x)
+    threshold = float(np.median(tiny_p.max(axis=1)))
+    v = FaceVerifier(random_verifier.tiny, random_verifier.skipnet, threshold)
+    seen = {}
+
+    def settle(probs, deferred):
+        seen["probs"], seen["deferred"] = probs, deferred.copy()
+        out = np.zeros(len(probs), bool)
+        out[np.flatnonzero(deferred)[::2]] = True  # every other unsure crop
+        return out
+
+    verdict = v.verify(crops, settle=settle)
+    np.testing.assert_allclose(seen["probs"], tiny_p, rtol=1e-5, atol=1e-6)
+    unsure = tiny_p.max(axis=1) < threshold
+    np.testing.assert_array_equal(seen["deferred"], unsure)
+    settled = np.zeros(40, bool)
+    settled[np.flatnonzero(unsure)[::2]] = True
+    np.testing.assert_array_equal(verdict.decided_by == 1, unsure & ~settled)
+    np.testing.assert_allclose(verdict.face_probability[settled], tiny_p[settled, 1], rtol=1e-5)
+    assert verdict.stats.stages[1].inputs == int((unsure & ~settled).sum()) > 0
+    full = v.verify(crops)
+    rest = ~settled
+    np.testing.assert_allclose(verdict.face_probability[rest], full.face_probability[rest],
+                               rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="settle"):
+        v.verify(crops, settle=lambda probs, deferred: deferred[:3])
+
+
 def test_empty_and_bad_batches(random_verifier):
     verdict = random_verifier.verify(np.zeros((0, CROP_SIZE, CROP_SIZE), np.uint8))
     assert verdict.face_probability.shape == (0,) and verdict.stats.n_inputs == 0

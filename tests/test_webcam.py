@@ -49,6 +49,11 @@ def colour_pixels(image_bgr: np.ndarray, colour: tuple[int, int, int], tol: int 
     return int((diff.max(axis=-1) <= tol).sum())
 
 
+def stage_pixels(image_bgr: np.ndarray, tol: int = 0) -> int:
+    """Pixels in the colour of the cascade or of a verifier stage (boxes, legend keys)."""
+    return sum(colour_pixels(image_bgr, c, tol) for c in STAGE_COLOURS[:3])
+
+
 class FakeDetector:
     """Finds one fixed box; stands in for the cascade where detection itself is not tested."""
 
@@ -106,7 +111,9 @@ def test_demo_headless_writes_video_and_json(tmp_path, capsys):
     # more than the status panel's 10x10 colour key alone.
     capture = cv2.VideoCapture(str(video))
     _, first = capture.read()
-    assert colour_pixels(first, GREEN, tol=60) > LEGEND_PIXELS + 300
+    # With verification on (the default), three stages and their keys; boxes take the
+    # colour of the stage that accepted them.
+    assert stage_pixels(first, tol=60) > 3 * LEGEND_PIXELS + 300
 
 
 def test_default_source_falls_back_to_demo_without_camera(monkeypatch, capsys):
@@ -147,15 +154,30 @@ def test_output_that_fails_mid_run_ends_with_a_message(capsys):
     assert "frames: 0 processed" in captured.out
 
 
-def test_verify_is_unavailable_until_the_pipeline_lands(capsys):
-    import dynamic
+def test_verification_is_on_by_default(tmp_path, capsys):
+    jsonl = tmp_path / "frames.jsonl"
+    assert webcam.main(["--source", "demo", "--no-window", "--max-frames", "3",
+                        "--json", str(jsonl)]) == 0
+    records = [json.loads(line) for line in jsonl.read_text().splitlines()]
+    assert [s["name"] for s in records[0]["stages"]] == ["cascade", "tiny", "skipnet"]
+    assert all(r["boxes"] for r in records)
+    assert "tiny: decided" in capsys.readouterr().out
+    assert webcam.main(["--source", "demo", "--no-window", "--max-frames", "1", "--no-verify",
+                        "--json", str(jsonl)]) == 0
+    record = json.loads(jsonl.read_text().splitlines()[0])
+    assert [s["name"] for s in record["stages"]] == ["cascade"]
 
-    if hasattr(dynamic, "load_verifier"):
-        pytest.skip("the neural verification pipeline is available")
+
+def test_missing_verifier_files(monkeypatch, tmp_path, capsys):
+    # The cascade is found, the verifier's weights are not.
+    shutil.copy(REPO / "data" / "frontalface.json", tmp_path)
+    monkeypatch.setenv("VJ_MODELS", str(tmp_path))
     assert webcam.main(["--verify", "--source", "demo", "--no-window"]) == 2
-    assert "neural verification is not available yet" in capsys.readouterr().err
-    # Without --verify the cascade alone runs.
+    err = capsys.readouterr().err
+    assert "cannot load the neural verifier" in err and "verifier_" in err
+    # Without --verify the app says so and runs the cascade alone.
     assert webcam.main(["--source", "demo", "--no-window", "--max-frames", "1"]) == 0
+    assert "running the cascade alone" in capsys.readouterr().err
 
 
 def test_without_a_display_it_runs_headless(monkeypatch, capsys):
@@ -449,8 +471,8 @@ def test_window_shows_boxes_on_screen(xvfb_display, tmp_path):
     try:
         while app.poll() is None and time.monotonic() < deadline:
             shot = np.asarray(ImageGrab.grab(xdisplay=xvfb_display))[..., ::-1]  # RGB -> BGR
-            best = max(best, colour_pixels(shot, GREEN))
-            if best > LEGEND_PIXELS + 300:
+            best = max(best, stage_pixels(shot))
+            if best > 3 * LEGEND_PIXELS + 300:
                 cv2.imwrite(str(tmp_path / "screen.png"), shot)
                 break
             time.sleep(0.2)
@@ -461,5 +483,5 @@ def test_window_shows_boxes_on_screen(xvfb_display, tmp_path):
     assert app.returncode == 0, err
     assert "running headless" not in err
     # Besides the colour key: at least one face box, 2 px wide and 160+ px around.
-    assert best > LEGEND_PIXELS + 300, f"no boxes on screen (best {best}); stderr: {err}"
+    assert best > 3 * LEGEND_PIXELS + 300, f"no boxes on screen (best {best}); stderr: {err}"
     assert "frames: 30 processed" in out

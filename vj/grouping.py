@@ -15,11 +15,14 @@ __all__ = ["group_rectangles", "partition_similar"]
 
 
 @nb.njit(cache=True, nogil=True)
-def _similar(a, b, eps):
-    delta = eps * (min(a[2], b[2]) + min(a[3], b[3])) * 0.5
-    return (abs(a[0] - b[0]) <= delta and abs(a[1] - b[1]) <= delta
-            and abs(a[0] + a[2] - b[0] - b[2]) <= delta
-            and abs(a[1] + a[3] - b[1] - b[3]) <= delta)
+def _similar(rects, i, j, eps):
+    # Scalar reads: row slices (rects[i]) cost an array view per pair in the O(N^2) loop.
+    ax, ay, aw, ah = rects[i, 0], rects[i, 1], rects[i, 2], rects[i, 3]
+    bx, by, bw, bh = rects[j, 0], rects[j, 1], rects[j, 2], rects[j, 3]
+    delta = eps * (min(aw, bw) + min(ah, bh)) * 0.5
+    return (abs(ax - bx) <= delta and abs(ay - by) <= delta
+            and abs(ax + aw - bx - bw) <= delta
+            and abs(ay + ah - by - bh) <= delta)
 
 
 @nb.njit(cache=True, nogil=True)
@@ -36,7 +39,7 @@ def partition_similar(rects, eps):
         while parent[root] >= 0:
             root = parent[root]
         for j in range(n):
-            if i == j or not _similar(rects[i], rects[j], eps):
+            if i == j or not _similar(rects, i, j, eps):
                 continue
             root2 = j
             while parent[root2] >= 0:
