@@ -18,7 +18,8 @@ that neither training nor threshold tuning saw.
 ``timing``
     Whole-frame time at 640 x 480, scale factor 1.2, minimum face 48 px, of the
     cascade alone and of the pipeline, interleaved repeats, medians (target: at most
-    1.3x), on scenes with faces and on face-free photographs.
+    1.3x), on crowded scenes (3-10 faces), on frames with one face (a webcam's view)
+    and on face-free photographs.
 
 Usage: ``python -m apps.eval_verifier [--cascade NAME] [--json out.json]``
 """
@@ -184,10 +185,13 @@ def eval_detection(scenes, cascade: vj.CascadeDetector, pipeline: VerifiedDetect
 
 
 def _frames(split, seed: int, n: int) -> dict[str, list[np.ndarray]]:
+    """640 x 480 frames of three kinds: crowded scenes, one face (a webcam's), no face."""
     rng = np.random.default_rng([seed, 7])
     annotators = [vj.load(a) for a in ANNOTATORS]
     orl = [(s.image, s.faces[0]) for s in orl_scenes(split.orl["eval"], annotators)]
     scenes = make_scenes(split.backgrounds["eval"], split.caltech["eval"], orl, n, rng)
+    single = make_scenes(split.backgrounds["eval"], [], orl, n, rng, faces_per_scene=(1, 1),
+                         orl_sides=(60.0, 200.0))
     empty = []
     for path in split.backgrounds["eval"]:
         image = read_gray(path)
@@ -195,7 +199,8 @@ def _frames(split, seed: int, n: int) -> dict[str, list[np.ndarray]]:
             empty.append(image)
         if len(empty) == n:
             break
-    return {"scenes with faces": [s.image for s in scenes], "face-free photos": empty}
+    return {"scenes with faces": [s.image for s in scenes],
+            "one face": [s.image for s in single], "face-free photos": empty}
 
 
 def eval_timing(frames: dict[str, list[np.ndarray]], cascade: vj.CascadeDetector,

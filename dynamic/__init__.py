@@ -14,13 +14,17 @@ Modules, in the order of the papers:
   cascade's windows.
 
 The main names are re-exported here, imported on first use so that ``import dynamic``
-stays cheap for code that needs only a NumPy helper.
+does not load PyTorch for code that needs only a NumPy helper.
 """
 
 from __future__ import annotations
 
 import importlib
 from typing import Any
+
+# vj starts Numba's threads, which must happen before PyTorch loads (see vj.threads);
+# every submodule of this package imports PyTorch.
+import vj  # noqa: F401
 
 _EXPORTS = {
     "IDKCascade": "dynamic.idk",

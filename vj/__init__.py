@@ -22,6 +22,9 @@ from .grouping import group_rectangles
 from .integral import integral_image, integral_images
 from .models import BUILTIN, read_cascade, write_cascade
 from .opencv_xml import CascadeFormatError
+from .threads import start_numba_threads
+
+start_numba_threads()  # before anything imports PyTorch: see vj.threads
 
 __all__ = [
     "BUILTIN",

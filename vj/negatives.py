@@ -43,6 +43,7 @@ from .cascade import Cascade
 from .detector import CascadeDetector
 from .feature_eval import window_norm_factors
 from .image_sources import list_images, read_gray
+from .threads import concurrent_calls_safe
 
 __all__ = ["BackgroundPool", "MiningState", "mine_negatives"]
 
@@ -223,6 +224,8 @@ def mine_negatives(
     jobs = pool.jobs(seed, stage)
     offset = float(np.random.default_rng([seed, stage, 3]).random())
     workers = workers or numba.get_num_threads()
+    if not concurrent_calls_safe():
+        workers = 1  # Numba's workqueue layer takes one calling thread at a time
     # Enough windows per job to expect several times ``per_job`` acceptances.
     region_windows = 8 * per_job / acceptance_hint
     local = threading.local()
