@@ -41,7 +41,7 @@ import vj
 from apps.train_verifier import ANNOTATORS, build_crops
 from dynamic.latency import compare_latency
 from dynamic.pipeline import DEFAULT_CASCADE, VerifiedDetector, resolve_cascade
-from dynamic.verifier import load_face_verifier
+from dynamic.verifier import FaceVerifier, load_face_verifier
 from dynamic.verifier_data import (
     detection_rate_at,
     false_positives_at,
@@ -69,6 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cascade", default=DEFAULT_CASCADE, metavar="NAME|PATH",
                    help=f"cascade in front of the verifiers (default: {DEFAULT_CASCADE})")
     p.add_argument("--stages", type=int, default=None)
+    p.add_argument("--threshold", type=float, default=None,
+                   help="IDK threshold of the tiny CNN (default: the one saved with the models)")
     p.add_argument("--dedup-cell", type=int, default=None,
                    help="near-duplicate cell of the pipeline (default: its own)")
     p.add_argument("--workdir", default=str(_REPO / "runs" / "verifier"), metavar="DIR")
@@ -292,6 +294,8 @@ def main(argv: list[str] | None = None) -> int:
     only = set(args.only or ("crops", "detection", "timing"))
     try:
         verifier = load_face_verifier(args.models)
+        if args.threshold is not None:
+            verifier = FaceVerifier(verifier.tiny, verifier.skipnet, args.threshold)
         cascade_model = resolve_cascade(args.cascade)
         split = split_sources(args.data, seed=args.seed)
     except (FileNotFoundError, ValueError) as exc:

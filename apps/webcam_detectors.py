@@ -9,7 +9,7 @@ Two kinds of detector plug in here, with the same call::
 * the plain cascade, ``vj.load(name)``; its ``last_stats`` is a
   :class:`vj.DetectionStats` (``windows``, ``ms``, ...);
 * the neural verification pipeline from :mod:`dynamic`, loaded by
-  ``dynamic.load_verifier(cascade)``; its ``last_stats`` is a mapping::
+  ``dynamic.load_verifier(cascade, settle=True)``; its ``last_stats`` is a mapping::
 
       {"proposed": int,                      # regions the first stage looked at
        "stages": [{"name": str, "decided": int, "ms": float, "flops": float}, ...],
@@ -198,7 +198,8 @@ def load_verifier(cascade: Detector) -> Detector:
     if factory is None:
         raise VerifierUnavailable(VERIFIER_MISSING)
     try:
-        return factory(cascade)
+        # Boxes are shown, not ranked: the SkipNet runs only where a box depends on it.
+        return factory(cascade, settle=True)
     except ImportError as error:
         raise VerifierUnavailable(f"{VERIFIER_MISSING} ({error})") from None
     except (OSError, ValueError, RuntimeError) as error:

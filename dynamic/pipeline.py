@@ -251,13 +251,15 @@ class VerifiedDetector:
         Windows of one size within this many pyramid-level pixels of each other are
         judged once, by one crop (:func:`near_duplicates`); ``1`` judges every window.
     settle : bool, optional
-        Spend the SkipNet only where a detection depends on it (default). Crops the
-        tiny CNN is unsure about go to the SkipNet unless their group of similar
-        windows (the grouping's own partition) already holds more than
-        ``min_neighbors`` windows the tiny CNN is sure are a face: that face is found
-        whatever the SkipNet says, and the tiny CNN's answer stands for them. Their
-        votes then count at the tiny CNN's (lower) probability. ``False``: every
-        unsure crop goes to the SkipNet.
+        Spend the SkipNet only where a detection depends on it. Crops the tiny CNN is
+        unsure about then go to the SkipNet unless their group of similar windows (the
+        grouping's own partition) already holds more than ``min_neighbors`` windows the
+        tiny CNN is sure are a face: that face is found whatever the SkipNet says, and
+        the tiny CNN's answer stands for them. The same faces are found, their boxes
+        can move slightly (those windows vote with the tiny CNN's answer), and their
+        scores drop (at the tiny CNN's lower probability), which makes ranking
+        detections by score worse (see BENCHMARKS.md). Off by default; the webcam app
+        turns it on, as it shows boxes and does not rank them.
 
     Attributes
     ----------
@@ -301,7 +303,7 @@ class VerifiedDetector:
         *,
         stages: int | None = None,
         dedup_cell: int = DEDUP_CELL,
-        settle: bool = True,
+        settle: bool = False,
     ) -> None:
         full = resolve_cascade(cascade)
         if stages is None:

@@ -136,7 +136,7 @@ def test_settled_groups_skip_the_second_stage(photo, lenient):
     verifier = SureWhenBright(TinyFaceNet(), skipnet_verifier().eval(), 0.0)
     verifier.level = float(np.median(brightness))  # about half the crops are sure
     bright = brightness > verifier.level
-    det = VerifiedDetector(cascade, verifier, dedup_cell=1)
+    det = VerifiedDetector(cascade, verifier, dedup_cell=1, settle=True)
     mn = 2
     boxes = det.detect(photo, 1.2, mn, 30)
     labels, n = partition_similar(np.ascontiguousarray(rects, np.int64), 0.2)
@@ -149,8 +149,8 @@ def test_settled_groups_skip_the_second_stage(photo, lenient):
     # Settled crops vote with the first stage's answer (0.7: a face), the rest with 0.2.
     face = bright | settled_group
     np.testing.assert_array_equal(boxes, vj.group_rectangles(rects[face], mn)[0])
-    # Without settling every unsure crop goes on, and is rejected here.
-    det = VerifiedDetector(cascade, verifier, dedup_cell=1, settle=False)
+    # Without settling (the default) every unsure crop goes on, and is rejected here.
+    det = VerifiedDetector(cascade, verifier, dedup_cell=1)
     boxes = det.detect(photo, 1.2, mn, 30)
     np.testing.assert_array_equal(verifier.second, ~bright)
     np.testing.assert_array_equal(boxes, vj.group_rectangles(rects[bright], mn)[0])
