@@ -28,7 +28,7 @@ import torch
 
 import vj
 from dynamic.idk_tuning import OperatingPoint, plot_frontier
-from dynamic.pipeline import lenient_stages, resolve_cascade
+from dynamic.pipeline import TRAINING_SHARE, lenient_stages, resolve_cascade
 from dynamic.verifier_data import (
     CropSet,
     assemble_crops,
@@ -62,7 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workdir", default=str(_REPO / "runs" / "verifier"), metavar="DIR",
                    help="crop cache, report and plot (default: runs/verifier)")
     p.add_argument("--cascade", nargs="+", default=list(CASCADES), metavar="NAME|PATH",
-                   help="cascades whose lenient windows (dynamic.pipeline.lenient_stages) "
+                   help="cascades whose lenient windows (dynamic.pipeline.TRAINING_SHARE of "
+                   "their stages) "
                    f"are verified; the union of their windows (default: {' '.join(CASCADES)})")
     p.add_argument("--max-backgrounds", type=int, default=700,
                    help="background photos mined for training negatives")
@@ -90,7 +91,7 @@ def build_crops(args: argparse.Namespace, part: str, n_backgrounds: int, n_scene
     """The crops of one part, cached in the workdir under the settings that made them."""
     names = [args.cascade] if isinstance(args.cascade, str) else list(args.cascade)
     cascades = [resolve_cascade(c) for c in names]
-    stages = [lenient_stages(c) for c in cascades]
+    stages = [lenient_stages(c, TRAINING_SHARE) for c in cascades]
     tag = "+".join(f"{Path(str(n)).stem.replace(':', '_')}-s{s}" for n, s in
                    zip(names, stages, strict=True))
     name = f"crops-{part}-{tag}-b{n_backgrounds}-n{n_scenes}-seed{args.seed}.npz"
@@ -119,7 +120,8 @@ def bootstrap(args: argparse.Namespace, verifier) -> CropSet:
     """The trained verifiers' false positives on training photos and fresh training scenes."""
     names = [args.cascade] if isinstance(args.cascade, str) else list(args.cascade)
     cascades = [resolve_cascade(c) for c in names]
-    detectors = [vj.CascadeDetector(c.truncated(lenient_stages(c))) for c in cascades]
+    detectors = [vj.CascadeDetector(c.truncated(lenient_stages(c, TRAINING_SHARE)))
+                 for c in cascades]
     split = split_sources(args.data, seed=args.seed)
     rng = np.random.default_rng([args.seed, 3])
     backgrounds = list(split.backgrounds["train"])
