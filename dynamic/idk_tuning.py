@@ -385,6 +385,7 @@ def plot_frontier(
     # The object API with an explicit Agg canvas leaves pyplot's global state alone.
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+    from matplotlib.ticker import NullFormatter
 
     fig = Figure(figsize=(6, 4))
     FigureCanvasAgg(fig)
@@ -401,6 +402,8 @@ def plot_frontier(
     if chosen is not None:
         ax.plot([chosen.cost], [chosen.accuracy], "r*", markersize=12, label="chosen")
     ax.set_xscale("log")
+    # Over less than a decade matplotlib labels every minor tick, and they overlap.
+    ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel(f"mean cost per input ({cost_unit})")
     ax.set_ylabel("accuracy")
     ax.grid(True, alpha=0.3)
