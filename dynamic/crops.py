@@ -5,10 +5,12 @@ same square plus a margin of context, resampled so that the window is again 24 p
 wide: for a cascade candidate the crop is literally a slice of the pyramid level the
 cascade scanned, margin included.
 
-The work is batched by box size: all boxes of one size (one pyramid level, for cascade
-candidates) share a single resize of the image, and their crops are then gathered with
-one NumPy fancy index over a sliding-window view. There is no per-crop Python loop or
-OpenCV call, which matters when a lenient cascade proposes thousands of windows.
+Each crop pixel is sampled bilinearly from the image (or from its area-averaged
+halvings, past a 2x reduction) exactly where ``cv2.resize`` of the whole image to the
+crop's scale would sample it, but only the crop's pixels are computed: one
+``cv2.remap`` per halving for all the crops, with no per-crop Python loop and no
+resize of whole images. A webcam frame's few dozen crops take about a tenth of a
+millisecond; a lenient cascade's thousands of windows stay cheap too.
 """
 
 from __future__ import annotations
@@ -72,13 +74,12 @@ def _check_geometry(size: int, margin: int) -> tuple[int, int]:
     return int(size), int(margin)
 
 
-def _resized(octaves: list[np.ndarray], scale: float, width: int, height: int) -> np.ndarray:
-    """The image reduced ``scale`` times to ``width x height``, without aliasing, quickly.
+def _octaves(gray: np.ndarray, scale: float, octaves: list[np.ndarray]) -> int:
+    """Index of the halving of ``gray`` to sample a ``scale``-times reduction from.
 
-    Bilinear resampling reads 2x2 neighbours, so past a 2x reduction it skips pixels
-    and aliases; area averaging does not, but is slow at fractional ratios. Halving is
-    fast with either, so the image is halved (the halvings are cached in ``octaves``)
-    until less than a 2x reduction remains, which bilinear resampling then does.
+    Bilinear sampling reads 2x2 neighbours, so past a 2x reduction it skips pixels and
+    aliases. The image is therefore halved by area averaging (halvings cached in
+    ``octaves``) until less than a 2x reduction remains, which bilinear sampling does.
     """
     while scale >= 2.0 * 2 ** (len(octaves) - 1) and min(octaves[-1].shape) >= 2:
         last = octaves[-1]
@@ -87,10 +88,7 @@ def _resized(octaves: list[np.ndarray], scale: float, width: int, height: int) -
     k = 0
     while k + 1 < len(octaves) and scale >= 2.0 * 2**k:
         k += 1
-    source = octaves[k]
-    if source.shape == (height, width):
-        return source
-    return cv2.resize(source, (width, height), interpolation=cv2.INTER_LINEAR)
+    return k
 
 
 def extract_crops(
@@ -122,11 +120,10 @@ def extract_crops(
 
     Notes
     -----
-    Boxes of equal size share one resize of the image, to the scale that maps the box
-    onto the crop's window (halvings, then bilinear for the rest), so the cost is one
-    resize per distinct box size plus one gather. A cascade's
-    candidates come in one size per pyramid level, and for them the window of the crop
-    is the cascade's own window on its level.
+    A crop equals the ``size x size`` window of the image resized (halvings by area,
+    then bilinear) so that the box becomes ``size - 2 * margin`` pixels wide, to
+    within OpenCV's 1/32-pixel sampling grid: a gray level or two. Each crop depends
+    only on its own box.
     """
     gray = to_gray(image)
     size, margin = _check_geometry(size, margin)
@@ -144,31 +141,43 @@ def extract_crops(
             f"e.g. {boxes[np.argmax(outside)].tolist()}"
         )
     inner = size - 2 * margin
+    sx = boxes[:, 2] / inner
+    sy = boxes[:, 3] / inner
+    # The crop is a window of the image resized so that the box is ``inner`` pixels: its
+    # level, ``round(W / sx) x round(H / sy)``, of which the crop's top-left pixel is the
+    # box's corner on that level less the margin.
+    lw = np.maximum(1, np.rint(w_img / sx))
+    lh = np.maximum(1, np.rint(h_img / sy))
+    cx = np.rint(boxes[:, 0] / sx) - margin
+    cy = np.rint(boxes[:, 1] / sy) - margin
     octaves = [gray]
-    # One group per box size; a 1-D key is several times faster to sort than rows.
-    key = boxes[:, 2] * (1 << 32) + boxes[:, 3]
-    keys, group = np.unique(key, return_inverse=True)
-    order = np.argsort(group, kind="stable")
-    starts = np.searchsorted(group[order], np.arange(len(keys) + 1))
-    for g, k in enumerate(keys.tolist()):
-        idx = order[starts[g]:starts[g + 1]]
-        bw, bh = k >> 32, k & 0xFFFFFFFF
-        sx, sy = bw / inner, bh / inner
-        lw, lh = max(1, round(w_img / sx)), max(1, round(h_img / sy))
-        level = _resized(octaves, min(sx, sy), lw, lh)
-        # Top-left corner of each crop on the resized image.
-        cx = np.rint(boxes[idx, 0] / sx).astype(np.int64) - margin
-        cy = np.rint(boxes[idx, 1] / sy).astype(np.int64) - margin
-        left, top = max(0, -int(cx.min())), max(0, -int(cy.min()))
-        right = max(0, int(cx.max()) + size - lw)
-        bottom = max(0, int(cy.max()) + size - lh)
-        if left or top or right or bottom:
-            level = cv2.copyMakeBorder(level, top, bottom, left, right, cv2.BORDER_REPLICATE)
-        # Every size x size window of the level as a view (no copy); one gather takes
-        # all of this group's crops.
-        rows, cols = level.strides
-        windows = np.lib.stride_tricks.as_strided(
-            level, (level.shape[0] - size + 1, level.shape[1] - size + 1, size, size),
-            (rows, cols, rows, cols), writeable=False)
-        out[idx] = windows[cy + top, cx + left]
+    scales, which = np.unique(np.minimum(sx, sy), return_inverse=True)
+    level_of = np.array([_octaves(gray, s, octaves) for s in scales.tolist()])[which.ravel()]
+    grid = np.arange(size, dtype=np.float64) + 0.5
+    # remap takes images below 32767 rows: crops go in chunks of stacked rows.
+    chunk = max(1, 32000 // size)
+    for k in np.unique(level_of).tolist():
+        for idx in np.array_split(np.flatnonzero(level_of == k),
+                                  max(1, -(-int((level_of == k).sum()) // chunk))):
+            _remap_crops(octaves[k], idx, cx, cy, lw, lh, grid, size, out)
     return out
+
+
+def _remap_crops(source: np.ndarray, idx: np.ndarray, cx: np.ndarray, cy: np.ndarray,
+                 lw: np.ndarray, lh: np.ndarray, grid: np.ndarray, size: int,
+                 out: np.ndarray) -> None:
+    """Sample the crops ``idx`` from ``source`` (one halving of the image) into ``out``."""
+    # Where each crop pixel lands on the halved image, as cv2.resize maps a pixel of the
+    # level: centres aligned, ``source / level`` source pixels per level pixel.
+    ex = source.shape[1] / lw[idx]
+    ey = source.shape[0] / lh[idx]
+    map_x = (cx[idx, None] + grid) * ex[:, None] - 0.5
+    map_y = (cy[idx, None] + grid) * ey[:, None] - 0.5
+    map_x = np.broadcast_to(map_x[:, None, :], (idx.size, size, size))
+    map_y = np.broadcast_to(map_y[:, :, None], (idx.size, size, size))
+    # One bilinear remap for all these crops, stacked as rows; each crop depends only on
+    # its own box, so a batch equals its crops one at a time.
+    out[idx] = cv2.remap(
+        source, map_x.reshape(-1, size).astype(np.float32),
+        map_y.reshape(-1, size).astype(np.float32), cv2.INTER_LINEAR,
+        borderMode=cv2.BORDER_REPLICATE).reshape(idx.size, size, size)

@@ -378,7 +378,9 @@ class IDKCascade:
                 stats.append(StageStats(stage.name, 0, 0, 0.0, 0.0))
                 continue
             start = time.perf_counter()
-            probs = _to_numpy(stage.predict_proba(_take(x, remaining)))
+            # Every input reaches the first stage: hand it the batch itself, not a copy.
+            rows = x if remaining.size == n else _take(x, remaining)
+            probs = _to_numpy(stage.predict_proba(rows))
             ms = (time.perf_counter() - start) * 1e3
             if probs.ndim != 2 or probs.shape[0] != remaining.size:
                 raise ValueError(
