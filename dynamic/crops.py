@@ -74,23 +74,6 @@ def _check_geometry(size: int, margin: int) -> tuple[int, int]:
     return int(size), int(margin)
 
 
-def _octaves(gray: np.ndarray, scale: float, octaves: list[np.ndarray]) -> int:
-    """Index of the halving of ``gray`` to sample a ``scale``-times reduction from.
-
-    Bilinear sampling reads 2x2 neighbours, so past a 2x reduction it skips pixels and
-    aliases. The image is therefore halved by area averaging (halvings cached in
-    ``octaves``) until less than a 2x reduction remains, which bilinear sampling does.
-    """
-    while scale >= 2.0 * 2 ** (len(octaves) - 1) and min(octaves[-1].shape) >= 2:
-        last = octaves[-1]
-        octaves.append(cv2.resize(last, (last.shape[1] // 2, last.shape[0] // 2),
-                                  interpolation=cv2.INTER_AREA))
-    k = 0
-    while k + 1 < len(octaves) and scale >= 2.0 * 2**k:
-        k += 1
-    return k
-
-
 def extract_crops(
     image: np.ndarray,
     boxes: np.ndarray,
@@ -150,29 +133,81 @@ def extract_crops(
     lh = np.maximum(1, np.rint(h_img / sy))
     cx = np.rint(boxes[:, 0] / sx) - margin
     cy = np.rint(boxes[:, 1] / sy) - margin
-    octaves = [gray]
     scales, which = np.unique(np.minimum(sx, sy), return_inverse=True)
-    level_of = np.array([_octaves(gray, s, octaves) for s in scales.tolist()])[which.ravel()]
+    level_of = _octave_of(scales)[which.ravel()]
     grid = np.arange(size, dtype=np.float64) + 0.5
+    deepest = int(level_of.max())
+    # Halvings are made only over the part of the image that the crops needing them
+    # sample, when that gives the very same pixels: the image and the part both split
+    # into whole blocks of the deepest halving, so every halving is an exact 2x2 mean.
+    # (A side not divisible so makes cv2.resize average over slightly shifted areas.)
+    x0, y0, halved = 0, 0, gray
+    align = 1 << deepest
+    if deepest and w_img % align == 0 and h_img % align == 0:
+        x0, y0, x1, y1 = _sampled_region(cx, cy, lw, lh, level_of, size, w_img, h_img)
+        x0, y0 = x0 - x0 % align, y0 - y0 % align
+        x1 = min(w_img, x0 + -(-(x1 - x0) // align) * align)
+        y1 = min(h_img, y0 + -(-(y1 - y0) // align) * align)
+        halved = gray[y0:y1, x0:x1]
+    octaves = [gray]
+    for k in range(1, deepest + 1):
+        last = halved if k == 1 else octaves[-1]
+        octaves.append(cv2.resize(last, (last.shape[1] // 2, last.shape[0] // 2),
+                                  interpolation=cv2.INTER_AREA))
     # remap takes images below 32767 rows: crops go in chunks of stacked rows.
     chunk = max(1, 32000 // size)
     for k in np.unique(level_of).tolist():
-        for idx in np.array_split(np.flatnonzero(level_of == k),
-                                  max(1, -(-int((level_of == k).sum()) // chunk))):
-            _remap_crops(octaves[k], idx, cx, cy, lw, lh, grid, size, out)
+        members = np.flatnonzero(level_of == k)
+        origin = (x0 >> k, y0 >> k) if k else (0, 0)
+        full = (w_img >> k, h_img >> k)
+        for start in range(0, members.size, chunk):
+            _remap_crops(octaves[k], origin, full, members[start:start + chunk], cx, cy, lw,
+                         lh, grid, size, out)
     return out
 
 
-def _remap_crops(source: np.ndarray, idx: np.ndarray, cx: np.ndarray, cy: np.ndarray,
-                 lw: np.ndarray, lh: np.ndarray, grid: np.ndarray, size: int,
-                 out: np.ndarray) -> None:
-    """Sample the crops ``idx`` from ``source`` (one halving of the image) into ``out``."""
-    # Where each crop pixel lands on the halved image, as cv2.resize maps a pixel of the
-    # level: centres aligned, ``source / level`` source pixels per level pixel.
-    ex = source.shape[1] / lw[idx]
-    ey = source.shape[0] / lh[idx]
-    map_x = (cx[idx, None] + grid) * ex[:, None] - 0.5
-    map_y = (cy[idx, None] + grid) * ey[:, None] - 0.5
+def _octave_of(scales: np.ndarray) -> np.ndarray:
+    """Halvings to sample each reduction ``scale`` from: while at least 2x remains.
+
+    Bilinear sampling reads 2x2 neighbours, so past a 2x reduction it skips pixels
+    and aliases; area-averaged halvings first leave less than 2x to it.
+    """
+    k = np.zeros(len(scales), np.int64)
+    while True:
+        more = scales >= 2.0 * 2.0**k
+        if not more.any():
+            return k
+        k += more
+
+
+def _sampled_region(cx, cy, lw, lh, level_of, size, w_img, h_img):
+    """Image pixels read by the crops that sample a halving: ``x0, y0, x1, y1``."""
+    deep = level_of > 0
+    # A crop's pixels sample the image between these coordinates (pixel centres),
+    # plus the bilinear neighbour; one more pixel of halving covers the rounding.
+    ex, ey = w_img / lw[deep], h_img / lh[deep]
+    left = np.floor((cx[deep] + 0.5) * ex - 0.5).min() - 2 * (1 << int(level_of.max()))
+    top = np.floor((cy[deep] + 0.5) * ey - 0.5).min() - 2 * (1 << int(level_of.max()))
+    right = np.ceil((cx[deep] + size - 0.5) * ex - 0.5).max() + 2 * (1 << int(level_of.max()))
+    bottom = np.ceil((cy[deep] + size - 0.5) * ey - 0.5).max() + 2 * (1 << int(level_of.max()))
+    x0, y0 = max(0, int(left)), max(0, int(top))
+    return x0, y0, min(w_img, max(x0 + 1, int(right) + 1)), min(h_img, max(y0 + 1, int(bottom) + 1))
+
+
+def _remap_crops(source: np.ndarray, origin: tuple[int, int], full: tuple[int, int],
+                 idx: np.ndarray, cx: np.ndarray, cy: np.ndarray, lw: np.ndarray,
+                 lh: np.ndarray, grid: np.ndarray, size: int, out: np.ndarray) -> None:
+    """Sample the crops ``idx`` into ``out`` from ``source``.
+
+    ``source`` is the part of one halving of the image that starts at ``origin`` (in
+    that halving's pixels); ``full`` is the whole halving's width and height.
+    """
+    # Where each crop pixel lands on the halving, as cv2.resize maps a pixel of the
+    # level: centres aligned, ``halving / level`` halving pixels per level pixel.
+    ex = full[0] / lw[idx]
+    ey = full[1] / lh[idx]
+    map_x = (cx[idx, None] + grid) * ex[:, None] - 0.5 - origin[0]
+    map_y = (cy[idx, None] + grid) * ey[:, None] - 0.5 - origin[1]
     map_x = np.broadcast_to(map_x[:, None, :], (idx.size, size, size))
     map_y = np.broadcast_to(map_y[:, :, None], (idx.size, size, size))
     # One bilinear remap for all these crops, stacked as rows; each crop depends only on

@@ -114,3 +114,18 @@ def test_bad_geometry_and_image(photo):
         extract_crops(photo, np.array([[0, 0, 24, 24]]), size=10, margin=4)
     with pytest.raises(ValueError, match="uint8"):
         extract_crops(photo.astype(np.float32), np.array([[0, 0, 24, 24]]))
+
+
+@pytest.mark.parametrize("shape", [(480, 640), (97, 203)])
+def test_many_crops_and_any_image_size_equal_small_batches(shape):
+    # Past ~1,100 crops the work is split into several remaps; images whose sides do not
+    # halve evenly take the whole-image path. Neither may change a crop.
+    rng = np.random.default_rng(3)
+    image = cv2.GaussianBlur(rng.integers(0, 256, shape, dtype=np.uint8), (0, 0), 1.5)
+    h, w = shape
+    n = 1300
+    side = rng.integers(8, min(h, w), n)
+    boxes = np.stack([rng.integers(-4, w - 4, n), rng.integers(-4, h - 4, n), side, side], 1)
+    together = extract_crops(image, boxes)
+    for part in np.array_split(np.arange(n), 13):
+        np.testing.assert_array_equal(together[part], extract_crops(image, boxes[part]))
