@@ -7,12 +7,13 @@ so that an interrupted save never leaves a truncated checkpoint behind, and load
 
 from __future__ import annotations
 
-import os
-import tempfile
+import io
 from pathlib import Path
 
 import torch
 from torch import nn
+
+from vj.atomic import atomic_write_bytes
 
 __all__ = ["load_weights", "save_weights"]
 
@@ -36,14 +37,10 @@ def save_weights(module: nn.Module, path: str | Path) -> Path:
     if not path.parent.is_dir():
         raise ValueError(f"folder {path.parent} does not exist")
     state = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(state, f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    # The project's atomic write: a temporary file, a rename, the usual permissions.
+    atomic_write_bytes(path, buffer.getvalue())
     return path
 
 

@@ -54,3 +54,14 @@ def test_bad_paths_and_contents(tmp_path):
     save_weights(net(0), tmp_path / "small.pt")
     with pytest.raises(RuntimeError):  # architecture mismatch is reported by torch
         load_weights(SkipResNet(depth=14, num_classes=3, in_channels=1), tmp_path / "small.pt")
+
+
+def test_saved_weights_get_the_usual_permissions(tmp_path):
+    import os
+    import stat
+
+    path = save_weights(torch.nn.Linear(2, 2), tmp_path / "w.pt")
+    mask = os.umask(0)
+    os.umask(mask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~mask
+    assert not list(tmp_path.glob("*.tmp"))
