@@ -183,15 +183,17 @@ def _octave_of(scales: np.ndarray) -> np.ndarray:
 def _sampled_region(cx, cy, lw, lh, level_of, size, w_img, h_img):
     """Image pixels read by the crops that sample a halving: ``x0, y0, x1, y1``."""
     deep = level_of > 0
-    # A crop's pixels sample the image between these coordinates (pixel centres),
-    # plus the bilinear neighbour; one more pixel of halving covers the rounding.
+    # Where those crops' first and last pixels sample the image, widened by two pixels
+    # of the deepest halving: the bilinear neighbour and the halvings' rounding.
+    pad = 2 * (1 << int(level_of.max()))
     ex, ey = w_img / lw[deep], h_img / lh[deep]
-    left = np.floor((cx[deep] + 0.5) * ex - 0.5).min() - 2 * (1 << int(level_of.max()))
-    top = np.floor((cy[deep] + 0.5) * ey - 0.5).min() - 2 * (1 << int(level_of.max()))
-    right = np.ceil((cx[deep] + size - 0.5) * ex - 0.5).max() + 2 * (1 << int(level_of.max()))
-    bottom = np.ceil((cy[deep] + size - 0.5) * ey - 0.5).max() + 2 * (1 << int(level_of.max()))
+    left = np.floor((cx[deep] + 0.5) * ex - 0.5).min() - pad
+    top = np.floor((cy[deep] + 0.5) * ey - 0.5).min() - pad
+    right = np.ceil((cx[deep] + size - 0.5) * ex - 0.5).max() + pad
+    bottom = np.ceil((cy[deep] + size - 0.5) * ey - 0.5).max() + pad
     x0, y0 = max(0, int(left)), max(0, int(top))
-    return x0, y0, min(w_img, max(x0 + 1, int(right) + 1)), min(h_img, max(y0 + 1, int(bottom) + 1))
+    return (x0, y0, min(w_img, max(x0 + 1, int(right) + 1)),
+            min(h_img, max(y0 + 1, int(bottom) + 1)))
 
 
 def _remap_crops(source: np.ndarray, origin: tuple[int, int], full: tuple[int, int],

@@ -129,3 +129,43 @@ def test_many_crops_and_any_image_size_equal_small_batches(shape):
     together = extract_crops(image, boxes)
     for part in np.array_split(np.arange(n), 13):
         np.testing.assert_array_equal(together[part], extract_crops(image, boxes[part]))
+
+
+def reference_crop(gray: np.ndarray, box) -> np.ndarray:
+    """One crop the plain way: halve the whole image while >= 2x remains, then sample
+    the crop's pixels bilinearly where a resize of that halving to the crop's scale puts
+    them."""
+    inner = CROP_SIZE - 2 * CROP_MARGIN
+    x, y, w, h = (int(v) for v in box)
+    sx, sy = w / inner, h / inner
+    source, halvings = gray, 0
+    while min(sx, sy) >= 2.0 * 2**halvings:
+        source = cv2.resize(source, (source.shape[1] // 2, source.shape[0] // 2),
+                            interpolation=cv2.INTER_AREA)
+        halvings += 1
+    level_w = max(1, round(gray.shape[1] / sx))
+    level_h = max(1, round(gray.shape[0] / sy))
+    left = round(x / sx) - CROP_MARGIN
+    top = round(y / sy) - CROP_MARGIN
+    grid = np.arange(CROP_SIZE) + 0.5
+    map_x = (left + grid) * (source.shape[1] / level_w) - 0.5
+    map_y = (top + grid) * (source.shape[0] / level_h) - 0.5
+    map_x, map_y = np.meshgrid(map_x, map_y)
+    return cv2.remap(source, map_x.astype(np.float32), map_y.astype(np.float32),
+                     cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
+@pytest.mark.parametrize("shape", [(512, 512), (480, 640), (97, 203)])
+def test_equals_the_whole_image_reference(shape):
+    # Halvings made over only the sampled part of the image must give the same pixels
+    # as halving the whole image.
+    rng = np.random.default_rng(11)
+    image = cv2.GaussianBlur(rng.integers(0, 256, shape, dtype=np.uint8), (0, 0), 1.0)
+    h, w = shape
+    n = 60
+    side = rng.integers(6, min(h, w) + 40, n)
+    boxes = np.stack([rng.integers(-side // 2, w - 1), rng.integers(-side // 2, h - 1),
+                      side, (side * rng.uniform(0.8, 1.25, n)).astype(int) + 1], 1)
+    crops = extract_crops(image, boxes)
+    for crop, box in zip(crops, boxes, strict=True):
+        np.testing.assert_array_equal(crop, reference_crop(image, box))
