@@ -86,12 +86,21 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _training_cascades(args: argparse.Namespace) -> tuple[list[str], list[vj.Cascade], list[int]]:
+    """Names, cascades and training stage counts (:data:`TRAINING_SHARE`) of ``--cascade``."""
+    names = [args.cascade] if isinstance(args.cascade, str) else list(args.cascade)
+    cascades = [resolve_cascade(c) for c in names]
+    return names, cascades, [lenient_stages(c, TRAINING_SHARE) for c in cascades]
+
+
+def _detectors(cascades: list[vj.Cascade], stages: list[int]) -> list[vj.CascadeDetector]:
+    return [vj.CascadeDetector(c.truncated(s)) for c, s in zip(cascades, stages, strict=True)]
+
+
 def build_crops(args: argparse.Namespace, part: str, n_backgrounds: int, n_scenes: int,
                 log=print) -> CropSet:
     """The crops of one part, cached in the workdir under the settings that made them."""
-    names = [args.cascade] if isinstance(args.cascade, str) else list(args.cascade)
-    cascades = [resolve_cascade(c) for c in names]
-    stages = [lenient_stages(c, TRAINING_SHARE) for c in cascades]
+    names, cascades, stages = _training_cascades(args)
     tag = "+".join(f"{Path(str(n)).stem.replace(':', '_')}-s{s}" for n, s in
                    zip(names, stages, strict=True))
     name = f"crops-{part}-{tag}-b{n_backgrounds}-n{n_scenes}-seed{args.seed}.npz"
@@ -102,8 +111,7 @@ def build_crops(args: argparse.Namespace, part: str, n_backgrounds: int, n_scene
             return CropSet(d["crops"], d["labels"], d["sources"])
     t0 = time.perf_counter()
     split = split_sources(args.data, seed=args.seed)
-    detectors = [vj.CascadeDetector(c.truncated(s)) for c, s in
-                 zip(cascades, stages, strict=True)]
+    detectors = _detectors(cascades, stages)
     annotators = [vj.load(a) for a in ANNOTATORS]
     rng = np.random.default_rng([args.seed, ("train", "tune", "eval").index(part)])
     crops = assemble_crops(split, part, detectors, annotators, rng,
@@ -118,10 +126,8 @@ def build_crops(args: argparse.Namespace, part: str, n_backgrounds: int, n_scene
 
 def bootstrap(args: argparse.Namespace, verifier) -> CropSet:
     """The trained verifiers' false positives on training photos and fresh training scenes."""
-    names = [args.cascade] if isinstance(args.cascade, str) else list(args.cascade)
-    cascades = [resolve_cascade(c) for c in names]
-    detectors = [vj.CascadeDetector(c.truncated(lenient_stages(c, TRAINING_SHARE)))
-                 for c in cascades]
+    _, cascades, stages = _training_cascades(args)
+    detectors = _detectors(cascades, stages)
     split = split_sources(args.data, seed=args.seed)
     rng = np.random.default_rng([args.seed, 3])
     backgrounds = list(split.backgrounds["train"])
