@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 import vj
+from dynamic.crops import CROP_MARGIN, CROP_SIZE, CROPS_VERSION
 from dynamic.idk_tuning import OperatingPoint, plot_frontier
 from dynamic.pipeline import TRAINING_SHARE, lenient_stages, resolve_cascade
 from dynamic.verifier_data import (
@@ -103,7 +104,8 @@ def build_crops(args: argparse.Namespace, part: str, n_backgrounds: int, n_scene
     names, cascades, stages = _training_cascades(args)
     tag = "+".join(f"{Path(str(n)).stem.replace(':', '_')}-s{s}" for n, s in
                    zip(names, stages, strict=True))
-    name = f"crops-{part}-{tag}-b{n_backgrounds}-n{n_scenes}-seed{args.seed}.npz"
+    geometry = f"c{CROP_SIZE}m{CROP_MARGIN}v{CROPS_VERSION}"
+    name = f"crops-{part}-{tag}-{geometry}-b{n_backgrounds}-n{n_scenes}-seed{args.seed}.npz"
     cache = Path(args.workdir) / name
     if cache.is_file():
         with np.load(cache) as d:

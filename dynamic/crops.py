@@ -20,8 +20,12 @@ import numpy as np
 
 from vj.detector import to_gray
 
-__all__ = ["CROP_MARGIN", "CROP_SIZE", "crop_regions", "extract_crops"]
+__all__ = ["CROP_MARGIN", "CROP_SIZE", "CROPS_VERSION", "crop_regions", "extract_crops"]
 
+#: Raised whenever :func:`extract_crops` starts giving other pixels, so that crop sets
+#: cached on disk (``vj-train-verifier``'s work folder) are not reused across the change.
+#: 2: sampled by remapping, not by resizing the whole image per window size.
+CROPS_VERSION = 2
 #: Side of a crop in pixels.
 CROP_SIZE = 28
 #: Context on each side of the window, in crop pixels (the window itself is 24 pixels).

@@ -70,8 +70,13 @@ def test_train_verifier_writes_loadable_models_and_a_report(trained):
     idk = report["idk"]
     assert idk["cost_ratio"] == pytest.approx(idk["cascade_flops"] / idk["skipnet_flops"])
     assert (trained / "frontier.png").is_file()
-    # The crop sets are cached under the settings that made them, and reused.
-    assert len(list(trained.glob("crops-*.npz"))) == 2
+    # The crop sets are cached under the settings that made them (crop geometry and
+    # version included), and reused.
+    from dynamic.crops import CROPS_VERSION
+
+    cached = sorted(p.name for p in trained.glob("crops-*.npz"))
+    assert len(cached) == 2
+    assert all(f"-c28m2v{CROPS_VERSION}-" in name for name in cached)
 
 
 def test_eval_verifier_measures_every_target(mini_data, trained, tmp_path):
