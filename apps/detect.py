@@ -21,12 +21,12 @@ import numpy as np
 
 import vj
 from vj.atomic import atomic_write_text
+from vj.image_sources import IMAGE_SUFFIXES
+from vj.models import DEFAULT_MODEL, load_default_cascade
 
 __all__ = ["IMAGE_SUFFIXES", "build_parser", "collect_images", "main", "parse_size"]
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".pgm", ".ppm", ".bmp", ".tif", ".tiff", ".webp"}
-DEFAULT_CASCADE = "frontalface"
-FALLBACK_CASCADE = "opencv:default"
+DEFAULT_CASCADE = DEFAULT_MODEL
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -77,19 +77,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--draw", metavar="DIR", help="also write annotated copies here")
     p.add_argument("--verify", action=argparse.BooleanOptionalAction, default=False,
                    help="check the cascade's windows with the built-in neural verifiers "
-                   "(dynamic.pipeline); scores become the verified windows' evidence")
+                   "(vj_dynamic.face.pipeline); scores become the verified windows' evidence")
     return p
 
 
 def _load(cascade: str | None):
     if cascade is not None:
         return vj.load(cascade)
-    try:
-        return vj.load(DEFAULT_CASCADE)
-    except FileNotFoundError:
-        print(f"vj-detect: built-in model {DEFAULT_CASCADE!r} not found, using "
-              f"{FALLBACK_CASCADE}", file=sys.stderr)
-        return vj.load(FALLBACK_CASCADE)
+    model, _, notice = load_default_cascade()
+    if notice:
+        print(f"vj-detect: {notice}", file=sys.stderr)
+    return vj.load(model)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -98,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         det = _load(args.cascade)
         if args.verify:
             # Imported here: PyTorch loads only when verification is asked for.
-            from dynamic.pipeline import load_verifier
+            from vj_dynamic.face.pipeline import load_verifier
 
             det = load_verifier(det)
     except (FileNotFoundError, ValueError) as exc:

@@ -13,7 +13,8 @@ Two test sets, both run through the project's detector (OpenCV-exact):
     at the edges, randomly mirrored) pasted at random sizes (24-160 px) and
     places into background photographs the trainer never saw (SUN). Ground
     truth is each face's window box; a detection matches a face with
-    IoU >= 0.5 (each face at most once), the rest are false positives.
+    IoU >= 0.5 under the matching rule of :mod:`vj.metrics`, the rest are false
+    positives.
 
 For every cascade the raw windows are grouped at ``min_neighbors`` 0..N, which
 traces detection rate against false positives; the summary reports each
@@ -25,7 +26,7 @@ from every image's pyramid, next to the project detector's own count (which
 also counts the features its vectorised first stages evaluate for windows an
 early exit would have skipped).
 
-Usage: ``python -m apps.eval_detection [--cascades frontalface opencv:default opencv:alt]``
+Usage: ``python -m vj_apps.eval_detection [--cascades frontalface opencv:default opencv:alt]``
 """
 
 from __future__ import annotations
@@ -40,51 +41,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-__all__ = ["build_scenes", "main", "match", "run"]
+from vj.image_sources import list_images, read_gray, resolve_data_dir
+from vj.metrics import box_iou, match_detections
+
+__all__ = ["build_scenes", "main", "run"]
 
 NEIGHBORS = tuple(range(0, 13))
 POS_BOX = (0.1, 0.06, 0.8, 0.8)  # where the window sits in a caltech36 crop
-
-
-def _data_dir(arg: str | None) -> Path:
-    if arg:
-        return Path(arg)
-    if os.environ.get("VJ_DATA"):
-        return Path(os.environ["VJ_DATA"])
-    return Path(__file__).resolve().parent.parent.parent / "shared" / "data"
-
-
-def iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """(len(a), len(b)) intersection over union of x, y, w, h boxes."""
-    a = np.asarray(a, np.float64)[:, None, :]
-    b = np.asarray(b, np.float64)[None, :, :]
-    iw = np.clip(np.minimum(a[..., 0] + a[..., 2], b[..., 0] + b[..., 2])
-                 - np.maximum(a[..., 0], b[..., 0]), 0, None)
-    ih = np.clip(np.minimum(a[..., 1] + a[..., 3], b[..., 1] + b[..., 3])
-                 - np.maximum(a[..., 1], b[..., 1]), 0, None)
-    inter = iw * ih
-    return inter / (a[..., 2] * a[..., 3] + b[..., 2] * b[..., 3] - inter)
-
-
-def match(dets: np.ndarray, truth: np.ndarray, min_iou: float = 0.5) -> tuple[int, int]:
-    """Greedy matching (best IoU first): ``(true positives, false positives)``."""
-    if len(dets) == 0:
-        return 0, 0
-    if len(truth) == 0:
-        return 0, len(dets)
-    m = iou(dets, truth)
-    tp = 0
-    used_d, used_t = set(), set()
-    for k in np.argsort(-m, axis=None):
-        d, t = divmod(int(k), m.shape[1])
-        if m[d, t] < min_iou:
-            break
-        if d in used_d or t in used_t:
-            continue
-        used_d.add(d)
-        used_t.add(t)
-        tp += 1
-    return tp, len(dets) - tp
 
 
 def _feather(h: int, w: int, margin: float) -> np.ndarray:
@@ -98,7 +61,6 @@ def build_scenes(
     data: Path, n_scenes: int = 150, seed: int = 0, faces_per_scene: tuple[int, int] = (1, 6)
 ) -> list[tuple[np.ndarray, np.ndarray]]:
     """Validation scenes: ``(gray image, (n, 4) face boxes)`` (see the module notes)."""
-    from vj.image_sources import list_images, read_gray
     from vj.positives import load_positives, read_face_crops
 
     faces_dir = data / "faces" / "caltech36"
@@ -120,7 +82,7 @@ def build_scenes(
             for _attempt in range(20):
                 x0, y0 = int(rng.integers(0, w - cw + 1)), int(rng.integers(0, h - cw + 1))
                 box = (x0 + POS_BOX[0] * cw, y0 + POS_BOX[1] * cw, fw, fw)
-                if not boxes or iou(np.array([(x0, y0, cw, cw)]),
+                if not boxes or box_iou(np.array([(x0, y0, cw, cw)]),
                                     np.array([(b[0] - POS_BOX[0] * b[2] / POS_BOX[2],
                                                b[1] - POS_BOX[1] * b[2] / POS_BOX[2],
                                                b[2] / POS_BOX[2], b[2] / POS_BOX[2])
@@ -143,7 +105,6 @@ def build_scenes(
 
 
 def _orl(data: Path) -> list[np.ndarray]:
-    from vj.image_sources import list_images, read_gray
 
     # The 400 PGM portraits only (the folder may hold other files).
     return [read_gray(p) for p in list_images([data / "orl"]) if p.suffix.lower() == ".pgm"]
@@ -280,9 +241,10 @@ def evaluate(detector, images, truths, *, min_size: int, kind: str) -> dict:
                 tp[i] += int(good.any())
                 fp[i] += len(boxes) - int(good.any())
             else:
-                a, b = match(np.asarray(boxes).reshape(-1, 4), truth)
-                tp[i] += a
-                fp[i] += b
+                boxes = np.asarray(boxes).reshape(-1, 4)
+                hits = match_detections([truth], [(boxes, np.ones(len(boxes)))]).true_positive
+                tp[i] += int(hits.sum())
+                fp[i] += int((~hits).sum())
     return {
         "min_neighbors": list(NEIGHBORS),
         "detection_rate": (tp / max(n_true, 1)).round(4).tolist(),
@@ -308,9 +270,7 @@ def run(cascades: list[str], data: str | None = None, n_scenes: int = 150, seed:
     """Evaluate ``cascades`` (names or paths) on the test sets; returns the figures."""
     import vj
 
-    data_dir = _data_dir(data)
-    if not data_dir.is_dir():
-        raise FileNotFoundError(f"shared data not found at {data_dir} (set VJ_DATA or --data)")
+    data_dir = resolve_data_dir(data)
     out: dict = {"cascades": cascades, "sets": {}}
     inputs = {}
     if "orl" in sets:

@@ -1,7 +1,7 @@
 """Measure the face verification pipeline against its targets, on held-out data only.
 
 Three measurements, all on the ``eval`` part of the image-level split
-(:mod:`dynamic.verifier_data`): faces, people, background photos and non-face patches
+(:mod:`vj_dynamic.face.sources`): faces, people, background photos and non-face patches
 that neither training nor threshold tuning saw.
 
 ``crops``
@@ -21,7 +21,7 @@ that neither training nor threshold tuning saw.
     1.3x), on crowded scenes (3-10 faces), on frames with one face (a webcam's view)
     and on face-free photographs.
 
-Usage: ``python -m apps.eval_verifier [--cascade NAME] [--json out.json]``
+Usage: ``python -m vj_apps.eval_verifier [--cascade NAME] [--json out.json]``
 """
 
 from __future__ import annotations
@@ -37,23 +37,18 @@ from typing import Any
 import cv2
 import numpy as np
 import torch
+from vj_apps.train_verifier import ANNOTATORS, build_crops
+from vj_dynamic.face.pipeline import DEFAULT_CASCADE, VerifiedDetector, resolve_cascade
+from vj_dynamic.face.scenes import make_scenes, orl_scenes
+from vj_dynamic.face.sources import split_sources
+from vj_dynamic.face.training import crop_tensors, stage_probabilities
+from vj_dynamic.face.verifier import FaceVerifier, load_face_verifier
+from vj_dynamic.latency import compare_latency
 
 import vj
-from apps.train_verifier import ANNOTATORS, build_crops
-from dynamic.latency import compare_latency
-from dynamic.pipeline import DEFAULT_CASCADE, VerifiedDetector, resolve_cascade
-from dynamic.verifier import FaceVerifier, load_face_verifier
-from dynamic.verifier_data import (
-    detection_rate_at,
-    false_positives_at,
-    make_scenes,
-    match_detections,
-    orl_scenes,
-    read_gray,
-    split_sources,
-)
-from dynamic.verifier_training import crop_tensors, stage_probabilities
 from vj.atomic import atomic_write_text
+from vj.image_sources import read_gray
+from vj.metrics import detection_rate_at, false_positives_at, match_detections
 
 __all__ = ["FP_COUNTS", "build_parser", "eval_crops", "eval_detection", "eval_timing", "main"]
 
@@ -133,7 +128,7 @@ def _opencv_detector():
 
 
 def _curve(scenes, detections) -> dict[str, Any]:
-    scores, tp, n_faces = match_detections(scenes, detections)
+    scores, tp, n_faces = match_detections([s.faces for s in scenes], detections)
     return {"faces": n_faces, "detections": int(len(tp)), "found": int(tp.sum()),
             "false_positives": int((~tp).sum()), "recall": float(tp.sum() / n_faces),
             "rate_at_fp": {str(k): detection_rate_at(scores, tp, n_faces, k) for k in FP_COUNTS},

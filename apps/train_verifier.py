@@ -1,8 +1,8 @@
 """``vj-train-verifier``: train the face verifiers and their IDK cascade, as shipped in ``data/``.
 
 Builds the verifier crops from the shared data (image-level split, see
-:mod:`dynamic.verifier_data`), trains the SkipNet and the tiny CNN and tunes the
-cascade (:mod:`dynamic.verifier_training`), then writes ``verifier_tiny.pt``,
+:mod:`vj_dynamic.face.sources`), trains the SkipNet and the tiny CNN and tunes the
+cascade (:mod:`vj_dynamic.face.training`), then writes ``verifier_tiny.pt``,
 ``verifier_skipnet.pt`` and ``verifier_idk.pt`` to ``--out`` and a JSON report and the
 cost / accuracy frontier plot to ``--workdir``.
 
@@ -25,28 +25,24 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from vj_dynamic.face.crop_sets import CropSet, assemble_crops
+from vj_dynamic.face.crops import CROP_MARGIN, CROP_SIZE, CROPS_VERSION
+from vj_dynamic.face.pipeline import TRAINING_SHARE, lenient_stages, resolve_cascade
+from vj_dynamic.face.scenes import make_scenes, orl_scenes
+from vj_dynamic.face.sources import split_sources
+from vj_dynamic.face.training import VerifierTrainConfig, mine_hard_negatives, train_verifiers
+from vj_dynamic.idk_tuning import OperatingPoint, plot_frontier
 
 import vj
-from dynamic.crops import CROP_MARGIN, CROP_SIZE, CROPS_VERSION
-from dynamic.idk_tuning import OperatingPoint, plot_frontier
-from dynamic.pipeline import TRAINING_SHARE, lenient_stages, resolve_cascade
-from dynamic.verifier_data import (
-    CropSet,
-    assemble_crops,
-    make_scenes,
-    orl_scenes,
-    read_gray,
-    split_sources,
-)
-from dynamic.verifier_training import VerifierTrainConfig, mine_hard_negatives, train_verifiers
 from vj.atomic import atomic_write_text
+from vj.image_sources import read_gray
 
 __all__ = ["ANNOTATORS", "CASCADES", "bootstrap", "build_crops", "build_parser", "main"]
 
 #: Cascades whose windows the shipped verifiers learn from: the project's own and
 #: OpenCV's default, so that the verifiers serve either.
 CASCADES = ("frontalface", "opencv:default")
-#: Cascades that box the ORL faces (see :func:`dynamic.verifier_data.orl_face_box`).
+#: Cascades that box the ORL faces (see :func:`vj_dynamic.face.sources.orl_face_box`).
 ANNOTATORS = ("opencv:default", "opencv:alt", "opencv:alt2")
 _REPO = Path(__file__).resolve().parent.parent
 
@@ -63,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workdir", default=str(_REPO / "runs" / "verifier"), metavar="DIR",
                    help="crop cache, report and plot (default: runs/verifier)")
     p.add_argument("--cascade", nargs="+", default=list(CASCADES), metavar="NAME|PATH",
-                   help="cascades whose lenient windows (dynamic.pipeline.TRAINING_SHARE of "
+                   help="cascades whose lenient windows (a TRAINING_SHARE of "
                    "their stages) "
                    f"are verified; the union of their windows (default: {' '.join(CASCADES)})")
     p.add_argument("--max-backgrounds", type=int, default=700,

@@ -2,14 +2,14 @@
 
 Modules, in the order of the papers:
 
-- :mod:`dynamic.flops`, :mod:`dynamic.latency`: measuring what ran (FLOPs, milliseconds);
-- :mod:`dynamic.idk`, :mod:`dynamic.idk_tuning`: IDK cascades and their thresholds;
-- :mod:`dynamic.gates`, :mod:`dynamic.skipnet`, :mod:`dynamic.skipnet_training`,
-  :mod:`dynamic.skipnet_runtime`: SkipNet, its training, and execution that skips;
-- :mod:`dynamic.datasets`, :mod:`dynamic.small_models`, :mod:`dynamic.weights`,
-  :mod:`dynamic.benchmark`: data, cheap stages, checkpoints, the benchmark;
-- :mod:`dynamic.crops`, :mod:`dynamic.verifier`, :mod:`dynamic.verifier_data`,
-  :mod:`dynamic.verifier_training`, :mod:`dynamic.pipeline`: the face verifiers (a tiny
+- :mod:`vj_dynamic.flops`, :mod:`vj_dynamic.latency`: measuring what ran (FLOPs, milliseconds);
+- :mod:`vj_dynamic.idk`, :mod:`vj_dynamic.idk_tuning`: IDK cascades and their thresholds;
+- :mod:`vj_dynamic.gates`, :mod:`vj_dynamic.skipnet`, :mod:`vj_dynamic.skipnet_training`,
+  :mod:`vj_dynamic.skipnet_runtime`: SkipNet, its training, and execution that skips;
+- :mod:`vj_dynamic.bench.datasets`, :mod:`vj_dynamic.small_models`, :mod:`vj_dynamic.weights`,
+  :mod:`vj_dynamic.bench.benchmark`: data, cheap stages, checkpoints, the benchmark;
+- :mod:`vj_dynamic.face.crops`, :mod:`vj_dynamic.face.verifier`, :mod:`vj_dynamic.face.sources`,
+  :mod:`vj_dynamic.face.training`, :mod:`vj_dynamic.face.pipeline`: the face verifiers (a tiny
   CNN and a SkipNet as an IDK cascade) and the detector that runs them on a Haar
   cascade's windows.
 
@@ -27,36 +27,36 @@ from typing import Any
 import vj  # noqa: F401
 
 _EXPORTS = {
-    "IDKCascade": "dynamic.idk",
-    "Stage": "dynamic.idk",
-    "MaxProbRule": "dynamic.idk",
-    "EntropyRule": "dynamic.idk",
-    "LearnedDeferralRule": "dynamic.idk",
-    "CascadeResult": "dynamic.idk",
-    "torch_predict_proba": "dynamic.idk",
-    "sklearn_predict_proba": "dynamic.idk",
-    "tune_thresholds": "dynamic.idk_tuning",
-    "tune_lagrangian": "dynamic.idk_tuning",
-    "cost_accuracy_frontier": "dynamic.idk_tuning",
-    "plot_frontier": "dynamic.idk_tuning",
-    "SkipResNet": "dynamic.skipnet",
-    "skipnet38": "dynamic.skipnet",
-    "skipnet74": "dynamic.skipnet",
-    "skipnet110": "dynamic.skipnet",
-    "FFGateI": "dynamic.gates",
-    "FFGateII": "dynamic.gates",
-    "RNNGate": "dynamic.gates",
-    "SkipNetRuntime": "dynamic.skipnet_runtime",
-    "SkipNetClassifier": "dynamic.skipnet_runtime",
-    "count_flops": "dynamic.flops",
-    "compare_latency": "dynamic.latency",
-    "save_weights": "dynamic.weights",
-    "load_weights": "dynamic.weights",
-    "extract_crops": "dynamic.crops",
-    "FaceVerifier": "dynamic.verifier",
-    "load_face_verifier": "dynamic.verifier",
-    "VerifiedDetector": "dynamic.pipeline",
-    "load_verifier": "dynamic.pipeline",
+    "IDKCascade": "vj_dynamic.idk",
+    "Stage": "vj_dynamic.idk",
+    "MaxProbRule": "vj_dynamic.idk",
+    "EntropyRule": "vj_dynamic.idk",
+    "LearnedDeferralRule": "vj_dynamic.idk",
+    "CascadeResult": "vj_dynamic.idk",
+    "torch_predict_proba": "vj_dynamic.idk",
+    "sklearn_predict_proba": "vj_dynamic.idk",
+    "tune_thresholds": "vj_dynamic.idk_tuning",
+    "tune_lagrangian": "vj_dynamic.idk_tuning",
+    "cost_accuracy_frontier": "vj_dynamic.idk_tuning",
+    "plot_frontier": "vj_dynamic.idk_tuning",
+    "SkipResNet": "vj_dynamic.skipnet",
+    "skipnet38": "vj_dynamic.skipnet",
+    "skipnet74": "vj_dynamic.skipnet",
+    "skipnet110": "vj_dynamic.skipnet",
+    "FFGateI": "vj_dynamic.gates",
+    "FFGateII": "vj_dynamic.gates",
+    "RNNGate": "vj_dynamic.gates",
+    "SkipNetRuntime": "vj_dynamic.skipnet_runtime",
+    "SkipNetClassifier": "vj_dynamic.skipnet_runtime",
+    "count_flops": "vj_dynamic.flops",
+    "compare_latency": "vj_dynamic.latency",
+    "save_weights": "vj_dynamic.weights",
+    "load_weights": "vj_dynamic.weights",
+    "extract_crops": "vj_dynamic.face.crops",
+    "FaceVerifier": "vj_dynamic.face.verifier",
+    "load_face_verifier": "vj_dynamic.face.verifier",
+    "VerifiedDetector": "vj_dynamic.face.pipeline",
+    "load_verifier": "vj_dynamic.face.pipeline",
 }
 
 __all__ = sorted(_EXPORTS)

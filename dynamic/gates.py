@@ -23,8 +23,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 from torch import nn
-
-from dynamic.flops import conv2d_flops, conv2d_output_size, linear_flops, lstm_cell_flops
+from vj_dynamic.flops import conv2d_flops, conv2d_output_size, linear_flops, lstm_cell_flops
 
 __all__ = ["FFGateI", "FFGateII", "FeedForwardGates", "RNNGate", "GATE_KINDS", "make_gates"]
 
@@ -163,7 +162,7 @@ class RNNGate(nn.Module):
     -----
     The cost is negligible next to a block (a few hundred FLOPs), which is why the paper
     prefers it; on a CPU its latency is dominated by operator dispatch, which the
-    inference runtime (:mod:`dynamic.skipnet_runtime`) avoids with a fused kernel.
+    inference runtime (:mod:`vj_dynamic.skipnet_runtime`) avoids with a fused kernel.
     """
 
     def __init__(self, channels: Sequence[int], embed_dim: int = 10, hidden_dim: int = 10) -> None:

@@ -8,7 +8,7 @@ unanswered (prediction ``-1``) for a human or a fallback.
 
 A stage is any callable returning class probabilities for a batch (a PyTorch module
 wrapped by :func:`torch_predict_proba`, a scikit-learn classifier wrapped by
-:func:`sklearn_predict_proba`, a :class:`~dynamic.skipnet_runtime.SkipNetClassifier`),
+:func:`sklearn_predict_proba`, a :class:`~vj_dynamic.skipnet_runtime.SkipNetClassifier`),
 with a declared cost per input (FLOPs or milliseconds). A callable that knows what each
 input cost (e.g. a SkipNet, whose FLOPs vary) may report it in a ``last_cost`` attribute
 after each call; the cascade's statistics then use the reported costs.

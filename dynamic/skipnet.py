@@ -32,9 +32,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-
-from dynamic.flops import conv2d_flops, conv2d_output_size, linear_flops
-from dynamic.gates import make_gates
+from vj_dynamic.flops import conv2d_flops, conv2d_output_size, linear_flops
+from vj_dynamic.gates import make_gates
 
 __all__ = [
     "EXECUTIONS",

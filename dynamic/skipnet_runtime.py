@@ -1,4 +1,4 @@
-"""Inference runtime for a trained :class:`~dynamic.skipnet.SkipResNet` that saves time on a CPU.
+"""Inference runtime for a trained :class:`~vj_dynamic.skipnet.SkipResNet` that saves time on a CPU.
 
 The module's own ``"skip"`` execution already avoids the FLOPs of closed blocks, but on
 a CPU at small batch sizes the time of a block is only partly its arithmetic: each
@@ -28,9 +28,8 @@ import torch.nn.functional as F
 from numba import types
 from numba.extending import intrinsic
 from torch import nn
-
-from dynamic.gates import RNNGate
-from dynamic.skipnet import BasicBlock, SkipResNet
+from vj_dynamic.gates import RNNGate
+from vj_dynamic.skipnet import BasicBlock, SkipResNet
 
 __all__ = ["RuntimeOutput", "SkipNetClassifier", "SkipNetRuntime"]
 
@@ -298,7 +297,7 @@ class SkipNetRuntime:
     Examples
     --------
     >>> import torch
-    >>> from dynamic.skipnet import skipnet38
+    >>> from vj_dynamic.skipnet import skipnet38
     >>> runtime = SkipNetRuntime(skipnet38(num_classes=10, in_channels=1).eval())
     >>> out = runtime(torch.zeros(4, 1, 32, 32))
     >>> out.logits.shape, out.executed.shape

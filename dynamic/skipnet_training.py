@@ -21,8 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 import torch.nn.functional as F
-
-from dynamic.skipnet import SkipResNet
+from vj_dynamic.skipnet import SkipResNet
 
 __all__ = [
     "EvalResult",

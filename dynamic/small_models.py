@@ -10,8 +10,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
-
-from dynamic.flops import conv2d_flops, conv2d_output_size, linear_flops
+from vj_dynamic.flops import conv2d_flops, conv2d_output_size, linear_flops
 
 __all__ = ["SmallCNN", "pooled_pixels", "train_classifier"]
 

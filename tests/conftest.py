@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+from vj.image_sources import default_data_dir
 
 REPO = Path(__file__).resolve().parent.parent
 
 
 def shared_data_dir() -> Path | None:
     """``$VJ_DATA`` or ``../shared/data`` beside the repository, if it exists."""
-    env = os.environ.get("VJ_DATA")
-    path = Path(env) if env else REPO.parent / "shared" / "data"
-    return path if path.is_dir() else None
+    path = default_data_dir()
+    return path if path is not None and path.is_dir() else None
 
 
 @pytest.fixture(scope="session")

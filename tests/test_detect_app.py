@@ -7,8 +7,7 @@ import json
 import cv2
 import numpy as np
 import skimage.data
-
-from apps.detect import main, parse_size
+from vj_apps.detect import main, parse_size
 
 
 def test_folder_and_file_keys(tmp_path, capsys):

@@ -4,9 +4,8 @@ import json
 
 import pytest
 import torch
-
-from apps import bench_dynamic
-from dynamic.benchmark import BenchmarkConfig, format_report, run_benchmark
+from vj_apps.bench import dynamic as bench_dynamic
+from vj_dynamic.bench.benchmark import BenchmarkConfig, format_report, run_benchmark
 
 ENTRY_KEYS = {"flops_dense", "flops_dynamic", "ms_dense", "ms_dynamic", "acc_dense", "acc_dynamic"}
 IDK_KEYS = {"cost_best", "cost_cascade", "acc_best", "acc_cascade"}

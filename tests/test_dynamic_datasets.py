@@ -6,8 +6,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
-
-from dynamic.datasets import default_data_dir, load_digits_upsampled, load_face_crops
+from vj_dynamic.bench.datasets import default_data_dir, load_digits_upsampled, load_face_crops
 
 
 def test_digits_splits():

@@ -3,8 +3,7 @@
 import pytest
 import torch
 from torch import nn
-
-from dynamic.flops import (
+from vj_dynamic.flops import (
     conv2d_flops,
     conv2d_output_size,
     count_flops,

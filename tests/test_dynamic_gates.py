@@ -2,9 +2,8 @@
 
 import pytest
 import torch
-
-from dynamic.flops import count_flops
-from dynamic.gates import FeedForwardGates, FFGateI, FFGateII, RNNGate, make_gates
+from vj_dynamic.flops import count_flops
+from vj_dynamic.gates import FeedForwardGates, FFGateI, FFGateII, RNNGate, make_gates
 
 
 @pytest.fixture(autouse=True)

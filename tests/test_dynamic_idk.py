@@ -4,8 +4,7 @@ import numpy as np
 import pytest
 import torch
 from sklearn.linear_model import LogisticRegression
-
-from dynamic.idk import (
+from vj_dynamic.idk import (
     EntropyRule,
     IDKCascade,
     LearnedDeferralRule,

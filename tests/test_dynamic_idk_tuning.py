@@ -4,8 +4,7 @@ import itertools
 
 import numpy as np
 import pytest
-
-from dynamic.idk_tuning import (
+from vj_dynamic.idk_tuning import (
     cost_accuracy_frontier,
     evaluate_thresholds,
     plot_frontier,

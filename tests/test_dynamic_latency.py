@@ -3,8 +3,7 @@
 import numpy as np
 import pytest
 import torch
-
-from dynamic.latency import LatencyStats, compare_latency, measure_latency, torch_threads
+from vj_dynamic.latency import LatencyStats, compare_latency, measure_latency, torch_threads
 
 
 def test_compare_latency_interleaves_and_summarises():

@@ -4,10 +4,9 @@ import numpy as np
 import pytest
 import torch
 from test_dynamic_skipnet import force_gates, randomize, varied_inputs
-
-from dynamic.latency import torch_threads
-from dynamic.skipnet import SkipResNet
-from dynamic.skipnet_runtime import SkipNetClassifier, SkipNetRuntime
+from vj_dynamic.latency import torch_threads
+from vj_dynamic.skipnet import SkipResNet
+from vj_dynamic.skipnet_runtime import SkipNetClassifier, SkipNetRuntime
 
 
 @pytest.fixture(autouse=True)

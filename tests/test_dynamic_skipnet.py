@@ -3,10 +3,9 @@
 import numpy as np
 import pytest
 import torch
-
-from dynamic.flops import count_flops
-from dynamic.latency import torch_threads
-from dynamic.skipnet import SkipResNet, skipnet38, skipnet74, skipnet110
+from vj_dynamic.flops import count_flops
+from vj_dynamic.latency import torch_threads
+from vj_dynamic.skipnet import SkipResNet, skipnet38, skipnet74, skipnet110
 
 
 @pytest.fixture(autouse=True)

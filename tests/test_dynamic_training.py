@@ -5,11 +5,10 @@ import copy
 import numpy as np
 import pytest
 import torch
-
-from dynamic.datasets import load_digits_upsampled
-from dynamic.latency import torch_threads
-from dynamic.skipnet import SkipResNet
-from dynamic.skipnet_training import (
+from vj_dynamic.bench.datasets import load_digits_upsampled
+from vj_dynamic.latency import torch_threads
+from vj_dynamic.skipnet import SkipResNet
+from vj_dynamic.skipnet_training import (
     TrainConfig,
     evaluate,
     random_shift,

@@ -4,9 +4,8 @@ import pickle
 
 import pytest
 import torch
-
-from dynamic.skipnet import SkipResNet
-from dynamic.weights import load_weights, save_weights
+from vj_dynamic.skipnet import SkipResNet
+from vj_dynamic.weights import load_weights, save_weights
 
 
 def net(seed):

@@ -70,3 +70,28 @@ def test_bad_shape(bad):
 def test_negative_threshold():
     with pytest.raises(ValueError, match="min_neighbors"):
         group_rectangles(np.zeros((1, 4)), -1)
+
+
+def test_group_labels_name_each_rectangles_group():
+    """``return_labels``: averaging each labelled group's members gives its box."""
+    rng = np.random.default_rng(3)
+    centres = rng.integers(20, 200, size=(6, 2))
+    rects = []
+    for cx, cy in centres:
+        for _ in range(int(rng.integers(1, 7))):
+            s = int(rng.integers(30, 34))
+            rects.append((cx + rng.integers(-2, 3), cy + rng.integers(-2, 3), s, s))
+    rects = np.array(rects, np.int64)
+    for k in (0, 1, 3):
+        boxes, counts, labels = group_rectangles(rects, k, 0.2, return_labels=True)
+        plain = group_rectangles(rects, k, 0.2)
+        np.testing.assert_array_equal(boxes, plain[0])
+        np.testing.assert_array_equal(counts, plain[1])
+        assert labels.shape == (len(rects),)
+        assert labels.min() >= -1 and labels.max() < len(boxes)
+        for g in range(len(boxes)):
+            members = rects[labels == g]
+            assert len(members) == counts[g]
+            mean = np.rint(members.sum(0).astype(np.float32)
+                           * (np.float32(1) / np.float32(len(members))))
+            np.testing.assert_array_equal(boxes[g], mean.astype(np.int32))

@@ -8,10 +8,8 @@ import cv2
 import numpy as np
 import pytest
 import torch
-
-import vj
-from dynamic.crops import extract_crops
-from dynamic.pipeline import (
+from vj_dynamic.face.crops import extract_crops
+from vj_dynamic.face.pipeline import (
     VerifiedDetector,
     face_evidence,
     group_verified,
@@ -19,9 +17,11 @@ from dynamic.pipeline import (
     load_verifier,
     near_duplicates,
 )
-from dynamic.verifier import FaceVerifier, TinyFaceNet, Verdict, skipnet_verifier
-from dynamic.verifier_data import box_iou
+from vj_dynamic.face.verifier import FaceVerifier, TinyFaceNet, Verdict, skipnet_verifier
+
+import vj
 from vj.grouping import partition_similar
+from vj.metrics import box_iou
 
 CASCADE = "opencv:default"
 
@@ -250,7 +250,7 @@ def test_shipped_pipeline_finds_each_orl_face_once(shared_data):
 
 
 def test_webcam_reads_the_pipeline_statistics(photo):
-    from apps.webcam_detectors import frame_stats
+    from vj_apps.webcam.detectors import frame_stats
 
     det = VerifiedDetector(CASCADE, constant_verifier(True))
     boxes = det.detect(photo, 1.2, 3, 30)
@@ -261,7 +261,7 @@ def test_webcam_reads_the_pipeline_statistics(photo):
 
 
 def test_vj_detect_verify_flag(photo, tmp_path):
-    from apps.detect import main
+    from vj_apps.detect import main
 
     path = tmp_path / "astronaut.png"
     cv2.imwrite(str(path), photo)

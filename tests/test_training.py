@@ -248,7 +248,7 @@ def cli_inputs(tmp_path_factory, faces):
 
 @pytest.fixture(scope="module")
 def cli_run(cli_inputs):
-    from apps.train_cascade import main
+    from vj_apps.train_cascade import main
 
     root, argv = cli_inputs
     assert main(argv(root / "out")) == 0
@@ -256,7 +256,7 @@ def cli_run(cli_inputs):
 
 
 def test_cli_trains_and_writes_everything(cli_inputs, cli_run):
-    from apps.train_cascade import main
+    from vj_apps.train_cascade import main
 
     root, argv = cli_inputs
     for name in ("cascade.json", "cascade.xml", "report.md", "report.json", "report.png",
@@ -280,12 +280,12 @@ def test_cli_killed_with_sigkill_resumes_to_the_same_model(cli_inputs, cli_run):
     import sys
     import time
 
-    from apps.train_cascade import main
+    from vj_apps.train_cascade import main
 
     root, argv = cli_inputs
     out = root / "killed"
     ckpt = out / "checkpoint.npz"
-    proc = subprocess.Popen([sys.executable, "-m", "apps.train_cascade", *argv(out)],
+    proc = subprocess.Popen([sys.executable, "-m", "vj_apps.train_cascade", *argv(out)],
                             cwd=os.path.dirname(os.path.dirname(__file__)),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:

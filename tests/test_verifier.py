@@ -5,10 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
-from dynamic.crops import CROP_SIZE
-from dynamic.flops import count_flops
-from dynamic.verifier import (
+from vj_dynamic.face.crops import CROP_SIZE
+from vj_dynamic.face.verifier import (
     WEIGHT_FILES,
     FaceVerifier,
     TinyFaceNet,
@@ -16,7 +14,9 @@ from dynamic.verifier import (
     skipnet_verifier,
     standardize,
 )
-from dynamic.weights import save_weights
+from vj_dynamic.flops import count_flops
+from vj_dynamic.weights import save_weights
+
 from vj.models import data_dir
 
 

@@ -13,8 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from dynamic.verifier import WEIGHT_FILES, load_face_verifier
+from vj_dynamic.face.verifier import WEIGHT_FILES, load_face_verifier
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +49,7 @@ def run_app(module: str, *args: str) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def trained(mini_data, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("verifier")
-    done = run_app("apps.train_verifier", "--data", str(mini_data), "--out", str(out),
+    done = run_app("vj_apps.train_verifier", "--data", str(mini_data), "--out", str(out),
                    "--workdir", str(out), "--quick", "--max-backgrounds", "6", "--scenes", "6",
                    "--tune-backgrounds", "4", "--tune-scenes", "4", "--bootstrap-backgrounds", "4",
                    "--bootstrap-scenes", "2")
@@ -72,7 +71,7 @@ def test_train_verifier_writes_loadable_models_and_a_report(trained):
     assert (trained / "frontier.png").is_file()
     # The crop sets are cached under the settings that made them (crop geometry and
     # version included), and reused.
-    from dynamic.crops import CROPS_VERSION
+    from vj_dynamic.face.crops import CROPS_VERSION
 
     cached = sorted(p.name for p in trained.glob("crops-*.npz"))
     assert len(cached) == 2
@@ -81,7 +80,7 @@ def test_train_verifier_writes_loadable_models_and_a_report(trained):
 
 def test_eval_verifier_measures_every_target(mini_data, trained, tmp_path):
     out = tmp_path / "eval.json"
-    done = run_app("apps.eval_verifier", "--data", str(mini_data), "--models", str(trained),
+    done = run_app("vj_apps.eval_verifier", "--data", str(mini_data), "--models", str(trained),
                    "--workdir", str(tmp_path), "--eval-backgrounds", "3", "--eval-scenes", "3",
                    "--scenes", "3", "--frames", "2", "--repeats", "1", "--json", str(out))
     assert done.returncode == 0, done.stderr[-3000:]
@@ -107,10 +106,10 @@ def test_eval_verifier_measures_every_target(mini_data, trained, tmp_path):
 
 
 def test_apps_report_bad_paths(tmp_path):
-    done = run_app("apps.train_verifier", "--data", str(tmp_path / "missing"),
+    done = run_app("vj_apps.train_verifier", "--data", str(tmp_path / "missing"),
                    "--workdir", str(tmp_path))
     assert done.returncode == 2 and "missing" in done.stderr
-    done = run_app("apps.eval_verifier", "--models", str(tmp_path / "none"))
+    done = run_app("vj_apps.eval_verifier", "--models", str(tmp_path / "none"))
     assert done.returncode == 2 and "not found" in done.stderr
-    done = run_app("apps.train_verifier", "--idk-eps", "2", "--workdir", str(tmp_path))
+    done = run_app("vj_apps.train_verifier", "--idk-eps", "2", "--workdir", str(tmp_path))
     assert done.returncode == 2 and "idk_eps" in done.stderr

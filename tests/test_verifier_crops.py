@@ -5,9 +5,9 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
+from vj_dynamic.face.crops import CROP_MARGIN, CROP_SIZE, crop_regions, extract_crops
 
 import vj
-from dynamic.crops import CROP_MARGIN, CROP_SIZE, crop_regions, extract_crops
 
 WINDOW = CROP_SIZE - 2 * CROP_MARGIN
 

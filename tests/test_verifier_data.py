@@ -7,22 +7,17 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from vj_dynamic.face.crop_sets import CropSet, caltech_positives, cbcl_negatives
+from vj_dynamic.face.crops import CROP_SIZE
+from vj_dynamic.face.scenes import Scene, make_scenes
+from vj_dynamic.face.sources import SPLITS, face_jitter, split_sources
 
-from dynamic.crops import CROP_SIZE
-from dynamic.verifier_data import (
-    SPLITS,
-    CropSet,
-    Scene,
+from vj.metrics import (
     box_iou,
-    caltech_positives,
-    cbcl_negatives,
     detection_rate_at,
     detection_rate_curve,
-    face_jitter,
     false_positives_at,
-    make_scenes,
     match_detections,
-    split_sources,
 )
 
 
@@ -130,7 +125,7 @@ def test_matching_counts_duplicates_as_false_positives():
     scene = Scene(np.zeros((100, 100), np.uint8), np.array([[10, 10, 20, 20], [60, 60, 20, 20]]))
     boxes = np.array([[10, 10, 20, 20], [11, 11, 20, 20], [60, 62, 20, 20], [40, 40, 10, 10]])
     scores = np.array([5.0, 9.0, 3.0, 4.0])
-    s, tp, n = match_detections([scene], [(boxes, scores)])
+    s, tp, n = match_detections([scene.faces], [(boxes, scores)])
     assert n == 2
     # The higher-scored of the two overlapping boxes claims the face.
     np.testing.assert_array_equal(tp, [False, True, True, False])

@@ -14,15 +14,15 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-
-from apps import webcam, webcam_sources
-from apps.webcam_demo import DEMO_CYCLE_FRAMES, DEMO_SIZE, demo_frame
-from apps.webcam_detectors import DetectorSwitch, frame_stats
-from apps.webcam_errors import CameraUnavailable, SourceLost
-from apps.webcam_loop import Settings, run
-from apps.webcam_output import VideoWriter
-from apps.webcam_overlay import STAGE_COLOURS, draw_detections
-from apps.webcam_sources import CameraSource, DemoSource, FrameSource
+from vj_apps.webcam import cli as webcam
+from vj_apps.webcam import sources as webcam_sources
+from vj_apps.webcam.demo import DEMO_CYCLE_FRAMES, DEMO_SIZE, demo_frame
+from vj_apps.webcam.detectors import DetectorSwitch, frame_stats
+from vj_apps.webcam.errors import CameraUnavailable, SourceLost
+from vj_apps.webcam.loop import Settings, run
+from vj_apps.webcam.output import VideoWriter
+from vj_apps.webcam.overlay import STAGE_COLOURS, draw_detections
+from vj_apps.webcam.sources import CameraSource, DemoSource, FrameSource
 
 REPO = Path(__file__).resolve().parent.parent
 GREEN = STAGE_COLOURS[0]
@@ -220,7 +220,7 @@ def test_video_file_source_plays_to_the_end(tmp_path, capsys):
 
 def test_command_line_errors_have_no_traceback():
     result = subprocess.run(
-        [sys.executable, "-m", "apps.webcam", "--source", "does-not-exist", "--no-window"],
+        [sys.executable, "-m", "vj_apps.webcam", "--source", "does-not-exist", "--no-window"],
         cwd=REPO, capture_output=True, text=True, timeout=60,
     )
     assert result.returncode == 2
@@ -463,7 +463,7 @@ def test_window_shows_boxes_on_screen(xvfb_display, tmp_path):
     vj.load("opencv:default").warmup()
     env = {**os.environ, "DISPLAY": xvfb_display}
     app = subprocess.Popen(
-        [sys.executable, "-m", "apps.webcam", "--source", "demo", "--max-frames", "30"],
+        [sys.executable, "-m", "vj_apps.webcam", "--source", "demo", "--max-frames", "30"],
         cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     best = 0

@@ -113,12 +113,22 @@ def _group(rects, threshold, eps):
                 inside = True
                 break
         keep[i] = not inside
-    return avg[keep], count[keep]
+    # Each rectangle's group among the kept ones (-1: its group was dropped).
+    new_index = np.full(nclasses, -1, np.int64)
+    k = 0
+    for c in range(nclasses):
+        if keep[c]:
+            new_index[c] = k
+            k += 1
+    member_of = np.empty(rects.shape[0], np.int64)
+    for i in range(rects.shape[0]):
+        member_of[i] = new_index[labels[i]]
+    return avg[keep], count[keep], member_of
 
 
 def group_rectangles(
-    rects: np.ndarray, min_neighbors: int = 3, eps: float = 0.2
-) -> tuple[np.ndarray, np.ndarray]:
+    rects: np.ndarray, min_neighbors: int = 3, eps: float = 0.2, *, return_labels: bool = False
+) -> tuple[np.ndarray, np.ndarray] | tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Group raw detections like ``cv2.groupRectangles`` (and ``detectMultiScale``).
 
     Parameters
@@ -130,6 +140,9 @@ def group_rectangles(
         unchanged, each with weight 1 (as OpenCV does).
     eps : float
         Relative similarity tolerance (OpenCV's detector uses 0.2).
+    return_labels : bool, optional
+        Also return which group each input rectangle joined, so that callers can
+        aggregate their own per-window values (scores, stages) over the same groups.
 
     Returns
     -------
@@ -137,6 +150,9 @@ def group_rectangles(
         The averaged group rectangles, in order of the groups' first members.
     neighbors : (K,) int32 ndarray
         Members per group (``detectMultiScale2``'s ``numDetections``).
+    labels : (N,) int64 ndarray, only if ``return_labels``
+        Index into ``boxes`` of each input rectangle's group; -1 where the group was
+        dropped (too few members, or inside a better-supported group).
     """
     rects = np.asarray(rects)
     if rects.ndim != 2 or rects.shape[1] != 4:
@@ -145,6 +161,9 @@ def group_rectangles(
     if min_neighbors < 0:
         raise ValueError(f"min_neighbors must be >= 0, got {min_neighbors}")
     if min_neighbors == 0 or rects.shape[0] == 0:
-        return rects.astype(np.int32), np.ones(rects.shape[0], np.int32)
-    boxes, counts = _group(np.ascontiguousarray(rects, np.int64), min_neighbors, float(eps))
-    return boxes.astype(np.int32), counts.astype(np.int32)
+        out = rects.astype(np.int32), np.ones(rects.shape[0], np.int32)
+        return (*out, np.arange(rects.shape[0], dtype=np.int64)) if return_labels else out
+    boxes, counts, labels = _group(np.ascontiguousarray(rects, np.int64), min_neighbors,
+                                   float(eps))
+    out = boxes.astype(np.int32), counts.astype(np.int32)
+    return (*out, labels) if return_labels else out

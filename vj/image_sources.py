@@ -1,4 +1,8 @@
-"""Finding training images: folders, list files, and OpenCV's annotation lists.
+"""Finding and reading images: folders, list files, OpenCV's annotation lists, shared data.
+
+The one home of the image suffixes the project reads (:data:`IMAGE_SUFFIXES`), of
+reading an image as gray (:func:`read_gray`) and of the shared-data lookup
+(:func:`default_data_dir`: ``$VJ_DATA``, else ``../shared/data`` beside the repository).
 
 A *source* is a folder (searched recursively for images) or a text file:
 
@@ -18,7 +22,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-__all__ = ["IMAGE_SUFFIXES", "list_images", "read_annotations", "read_gray"]
+__all__ = ["IMAGE_SUFFIXES", "default_data_dir", "image_files", "list_images", "read_annotations",
+           "read_gray", "resolve_data_dir"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".pgm", ".bmp", ".tif", ".tiff", ".ppm", ".webp")
 
@@ -26,6 +31,49 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".pgm", ".bmp", ".tif", ".tiff", ".pp
 def _images_in(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES
                   and p.is_file())
+
+
+def image_files(folder: str | os.PathLike) -> list[Path]:
+    """The images directly in ``folder`` (not its subfolders), sorted by name.
+
+    Raises
+    ------
+    ValueError
+        If ``folder`` is not a directory.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ValueError(f"missing data folder {folder}; see the data README for the layout")
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES
+                  and p.is_file())
+
+
+def default_data_dir() -> Path | None:
+    """The shared data folder: ``$VJ_DATA``, else ``../shared/data`` beside the repository.
+
+    Returns ``None`` when ``$VJ_DATA`` is unset and no such folder exists.
+    """
+    env = os.environ.get("VJ_DATA")
+    if env:
+        return Path(env)
+    candidate = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+    return candidate if candidate.is_dir() else None
+
+
+def resolve_data_dir(data_dir: str | os.PathLike | None = None) -> Path:
+    """The shared data folder: ``data_dir``, else :func:`default_data_dir`.
+
+    Raises
+    ------
+    ValueError
+        When the folder does not exist.
+    """
+    root = Path(data_dir) if data_dir is not None else default_data_dir()
+    if root is None or not root.is_dir():
+        raise ValueError(
+            f"shared face data folder not found ({root}); pass its path or set VJ_DATA"
+        )
+    return root
 
 
 def read_annotations(source: str | os.PathLike) -> list[tuple[Path, np.ndarray]]:

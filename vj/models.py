@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import os
+from importlib import resources
 from pathlib import Path
 
 from .cascade import Cascade
 from .model_file import read_model, write_model
 from .opencv_xml import CascadeFormatError, read_xml, write_xml
 
-__all__ = ["BUILTIN", "data_dir", "read_cascade", "resolve", "write_cascade"]
+__all__ = ["BUILTIN", "DEFAULT_MODEL", "FALLBACK_MODEL", "data_dir", "load_default_cascade",
+           "read_cascade", "resolve", "write_cascade"]
+
+#: The model every program uses unless told otherwise ...
+DEFAULT_MODEL = "frontalface"
+#: ... and the one that stands in when it is missing or damaged.
+FALLBACK_MODEL = "opencv:default"
 
 #: Built-in names: the project's own models (in ``data/``) and OpenCV's bundled XMLs.
 BUILTIN = {
@@ -22,11 +29,19 @@ BUILTIN = {
 
 
 def data_dir() -> Path:
-    """The folder of the shipped models (``$VJ_MODELS`` overrides it)."""
+    """The folder of the shipped models (``$VJ_MODELS`` overrides it).
+
+    The models are the package data of ``vj_data`` (the source folder ``data/``), found
+    through :mod:`importlib.resources` so that a checkout, an editable install, a wheel
+    and an sdist all resolve them.
+    """
     env = os.environ.get("VJ_MODELS")
     if env:
         return Path(env)
-    return Path(__file__).resolve().parent.parent / "data"
+    try:
+        return Path(str(resources.files("vj_data")))
+    except ModuleNotFoundError:  # a bare checkout that was never installed
+        return Path(__file__).resolve().parent.parent / "data"
 
 
 def _opencv_dir() -> Path | None:
@@ -83,6 +98,35 @@ def read_cascade(name_or_path: str | os.PathLike) -> Cascade:
     if head.startswith(b"{"):
         return read_model(path)
     raise CascadeFormatError(f"{path}: neither an OpenCV XML cascade nor a vj JSON model")
+
+
+def load_default_cascade() -> tuple[Cascade, str, str | None]:
+    """The default cascade: :data:`DEFAULT_MODEL`, else :data:`FALLBACK_MODEL`.
+
+    The one place that applies the fallback rule, for every program and pipeline.
+
+    Returns
+    -------
+    cascade : Cascade
+    name : str
+        The name of the model actually loaded.
+    notice : str or None
+        A line for the user when the fallback stood in (why, and what is used instead).
+
+    Raises
+    ------
+    FileNotFoundError
+        When neither model can be read; the message names both problems.
+    """
+    try:
+        return read_cascade(DEFAULT_MODEL), DEFAULT_MODEL, None
+    except (FileNotFoundError, CascadeFormatError) as error:
+        first = error
+    try:
+        cascade = read_cascade(FALLBACK_MODEL)
+    except (FileNotFoundError, CascadeFormatError) as error:
+        raise FileNotFoundError(f"{first}; and the fallback failed too: {error}") from None
+    return cascade, FALLBACK_MODEL, f"{first}; using {FALLBACK_MODEL!r} instead"
 
 
 def write_cascade(cascade: Cascade, path: str | os.PathLike) -> None:

@@ -3,7 +3,7 @@
 The Haar cascade, cut short to a lenient operating point, rejects almost every window
 of a frame for a few feature evaluations each. The windows it accepts are cropped with
 a little context and judged by an IDK cascade of neural verifiers
-(:class:`~dynamic.verifier.FaceVerifier`): a tiny CNN answers where it is sure and a
+(:class:`~vj_dynamic.face.verifier.FaceVerifier`): a tiny CNN answers where it is sure and a
 SkipNet takes the rest. Only windows judged to be faces are grouped into detections,
 so windows the verifiers reject do not vote.
 
@@ -19,12 +19,13 @@ import time
 from typing import Any
 
 import numpy as np
+from vj_dynamic.face.crops import extract_crops
+from vj_dynamic.face.verifier import FaceVerifier, load_face_verifier
 
 import vj
-from dynamic.crops import extract_crops
-from dynamic.verifier import FaceVerifier, load_face_verifier
 from vj.detector import GROUP_EPS, clip_boxes, to_gray
-from vj.grouping import partition_similar
+from vj.grouping import group_rectangles, partition_similar
+from vj.models import DEFAULT_MODEL, load_default_cascade
 
 __all__ = [
     "DEDUP_CELL",
@@ -42,8 +43,7 @@ __all__ = [
 
 #: The project's own cascade; OpenCV's default frontal-face cascade stands in while
 #: it is not shipped.
-DEFAULT_CASCADE = "frontalface"
-_FALLBACK_CASCADE = "opencv:default"
+DEFAULT_CASCADE = DEFAULT_MODEL
 
 #: Near-duplicate windows (same size, within this many pyramid-level pixels) share one
 #: verdict: a sixth of the 24-pixel window, well inside the shifts the verifiers are
@@ -65,18 +65,14 @@ TRAINING_SHARE = 0.75
 def resolve_cascade(cascade: Any = None) -> vj.Cascade:
     """The :class:`vj.Cascade` behind a name, path, cascade or detector (``None``: the default).
 
-    ``None`` means the project's ``"frontalface"`` model, or OpenCV's default frontal-face
-    cascade while that model is not shipped.
+    ``None`` means the default model (:func:`vj.models.load_default_cascade`).
     """
     if isinstance(cascade, vj.CascadeDetector):
         return cascade.cascade
     if isinstance(cascade, vj.Cascade):
         return cascade
     if cascade is None:
-        try:
-            return vj.load_cascade(DEFAULT_CASCADE)
-        except FileNotFoundError:
-            return vj.load_cascade(_FALLBACK_CASCADE)
+        return load_default_cascade()[0]
     if isinstance(cascade, (str, os.PathLike)):
         return vj.load_cascade(cascade)
     raise ValueError(
@@ -180,39 +176,19 @@ def group_verified(
 
     Notes
     -----
-    ``vj.group_rectangles`` returns averaged boxes, not who belongs to them. The same
-    partition (:func:`vj.grouping.partition_similar`), averaging (float32, as OpenCV)
-    and nested-group filter are done here once, keeping the memberships.
+    The groups are those of :func:`vj.group_rectangles` itself (its ``return_labels``),
+    so the boxes keep OpenCV's exact partition, averaging and nested-group filter.
     """
     rects = np.ascontiguousarray(rects, np.int64).reshape(-1, 4)
     weights = np.asarray(weights, np.float64)
     stages = np.asarray(stages, np.int64)
-    if min_neighbors == 0 or len(rects) == 0:
-        return (rects.astype(np.int32), np.ones(len(rects), np.int32), weights.copy(),
-                stages.copy())
-    labels, n = partition_similar(rects, GROUP_EPS)
-    counts = np.bincount(labels, minlength=n)
-    sums = np.zeros((n, 4), np.int64)
-    np.add.at(sums, labels, rects)
-    inverse = np.float32(1.0) / counts.astype(np.float32)
-    boxes = np.rint(sums.astype(np.float32) * inverse[:, None]).astype(np.int64)
-    scores = np.bincount(labels, weights=weights, minlength=n)
-    box_stage = np.zeros(n, np.int64)
-    np.maximum.at(box_stage, labels, stages)
-    # A group inside a bigger one that has more support (or when it has fewer than 3
-    # members itself) is a part of that face, and is dropped.
-    big = counts > min_neighbors
-    dx = np.rint(boxes[:, 2] * GROUP_EPS).astype(np.int64)
-    dy = np.rint(boxes[:, 3] * GROUP_EPS).astype(np.int64)
-    x, y, w, h = boxes.T
-    inside = ((x[:, None] >= x[None] - dx[None]) & (y[:, None] >= y[None] - dy[None])
-              & (x[:, None] + w[:, None] <= x[None] + w[None] + dx[None])
-              & (y[:, None] + h[:, None] <= y[None] + h[None] + dy[None])
-              & ((counts[None] > np.maximum(3, counts)[:, None]) | (counts[:, None] < 3))
-              & big[None] & ~np.eye(n, dtype=bool))
-    keep = big & ~inside.any(axis=1)
-    return (boxes[keep].astype(np.int32), counts[keep].astype(np.int32), scores[keep],
-            box_stage[keep])
+    boxes, counts, labels = group_rectangles(rects, min_neighbors, GROUP_EPS,
+                                             return_labels=True)
+    member = labels >= 0
+    scores = np.bincount(labels[member], weights=weights[member], minlength=len(boxes))
+    box_stage = np.zeros(len(boxes), np.int64)
+    np.maximum.at(box_stage, labels[member], stages[member])
+    return boxes, counts, scores, box_stage
 
 
 class _Settler:

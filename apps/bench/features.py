@@ -9,7 +9,7 @@ integral images and computes raw values one window at a time; it is slow, so it
 is timed on a strided subset of the features and a few windows, and both sides
 are reported in feature values per second.
 
-Run ``python -m apps.bench_features --help``.
+Run ``python -m vj_apps.bench.features --help``.
 """
 
 from __future__ import annotations

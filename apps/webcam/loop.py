@@ -1,7 +1,7 @@
 """The main loop of ``vj-webcam``: read a frame, detect, annotate, write and show; react to keys.
 
 Detection runs here, on the main thread; a camera is read by its own thread (see
-:class:`apps.webcam_sources.CameraSource`), so the loop always gets the newest frame.
+:class:`vj_apps.webcam.sources.CameraSource`), so the loop always gets the newest frame.
 """
 
 from __future__ import annotations
@@ -16,12 +16,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .webcam_detectors import DetectorSwitch, frame_stats
-from .webcam_errors import EXIT_INTERRUPTED, WebcamError
-from .webcam_output import JsonLinesWriter, RunSummary, VideoWriter
-from .webcam_overlay import Hud, draw_detections, draw_hud
-from .webcam_sources import FrameSource
-from .webcam_window import Window
+from .detectors import DetectorSwitch, frame_stats
+from .errors import EXIT_INTERRUPTED, WebcamError
+from .output import JsonLinesWriter, RunSummary, VideoWriter
+from .overlay import Hud, draw_detections, draw_hud
+from .sources import FrameSource
+from .window import Window
 
 __all__ = ["MIN_SIZE_LIMITS", "MIN_SIZE_STEP", "Settings", "run"]
 
@@ -176,7 +176,7 @@ def run(
     -------
     int
         0 when the run ended normally, 130 on Ctrl-C, else the ``exit_code`` of the
-        :class:`~apps.webcam_errors.WebcamError` that ended it (1 for a lost camera).
+        :class:`~vj_apps.webcam.errors.WebcamError` that ended it (1 for a lost camera).
     """
     loop = _Loop(source, detectors, settings, window, video, jsonl)
     exit_code = 0

@@ -21,8 +21,8 @@ from typing import Any
 import cv2
 import numpy as np
 
-from .webcam_demo import DEMO_CYCLE_FRAMES, DEMO_FPS, demo_frame
-from .webcam_errors import CameraUnavailable, SourceError, SourceLost
+from .demo import DEMO_CYCLE_FRAMES, DEMO_FPS, demo_frame
+from .errors import CameraUnavailable, SourceError, SourceLost
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -100,7 +100,7 @@ class FrameSource:
 
 
 class DemoSource(FrameSource):
-    """The built-in demo clip (see :mod:`apps.webcam_demo`).
+    """The built-in demo clip (see :mod:`vj_apps.webcam.demo`).
 
     Parameters
     ----------

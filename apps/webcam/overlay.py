@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from .webcam_detectors import FrameStats
+from .detectors import FrameStats
 
 __all__ = ["STAGE_COLOURS", "Hud", "draw_detections", "draw_hud", "stage_colour"]
 

@@ -7,7 +7,6 @@ ships the digits, and the face crops are read from the project's shared data fol
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +17,8 @@ import torch.nn.functional as F
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
+from vj.image_sources import default_data_dir, image_files, read_gray
+
 __all__ = [
     "DatasetSplits",
     "default_data_dir",
@@ -25,7 +26,6 @@ __all__ = [
     "load_face_crops",
 ]
 
-_IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".pgm", ".bmp"}
 
 
 @dataclass(frozen=True)
@@ -62,18 +62,6 @@ class DatasetSplits:
     def image_size(self) -> int:
         """Side of the square images."""
         return int(self.x_train.shape[-1])
-
-
-def default_data_dir() -> Path | None:
-    """The shared data folder: ``$VJ_DATA``, else ``../shared/data`` beside the repository.
-
-    Returns ``None`` when neither exists.
-    """
-    env = os.environ.get("VJ_DATA")
-    if env:
-        return Path(env)
-    candidate = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-    return candidate if candidate.is_dir() else None
 
 
 def _split(
@@ -148,19 +136,6 @@ def load_digits_upsampled(
     )
 
 
-def _image_files(folder: Path) -> list[Path]:
-    if not folder.is_dir():
-        raise ValueError(f"missing data folder {folder}; see the data README for the layout")
-    return sorted(p for p in folder.iterdir() if p.suffix.lower() in _IMAGE_SUFFIXES)
-
-
-def _read_gray(path: Path) -> np.ndarray:
-    image = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
-    if image is None:
-        raise ValueError(f"cannot read image {path}")
-    return image
-
-
 def _resize(image: np.ndarray, size: int) -> np.ndarray:
     interpolation = cv2.INTER_AREA if min(image.shape) > size else cv2.INTER_LINEAR
     return cv2.resize(image, (size, size), interpolation=interpolation).astype(np.float32) / 255.0
@@ -181,10 +156,10 @@ def _deduplicate(images: list[np.ndarray]) -> list[np.ndarray]:
 
 
 def _background_windows(folder: Path, count: int, size: int, rng: np.random.Generator):
-    files = _image_files(folder)
+    files = image_files(folder)
     windows = []
     while len(windows) < count:
-        image = _read_gray(files[rng.integers(len(files))])
+        image = read_gray(files[rng.integers(len(files))])
         side_max = min(image.shape)
         if side_max < size:
             continue
@@ -238,10 +213,10 @@ def load_face_crops(
     if size < 8:
         raise ValueError(f"size must be >= 8, got {size}")
     rng = np.random.default_rng(seed)
-    faces = [_resize(_read_gray(p), size) for p in _image_files(root / "faces" / "cbcl24")]
-    caltech = [_read_gray(p) for p in _image_files(root / "faces" / "caltech36")]
+    faces = [_resize(read_gray(p), size) for p in image_files(root / "faces" / "cbcl24")]
+    caltech = [read_gray(p) for p in image_files(root / "faces" / "caltech36")]
     faces += [_resize(image, size) for image in _deduplicate(caltech)]
-    nonfaces = [_resize(_read_gray(p), size) for p in _image_files(root / "nonfaces" / "cbcl24")]
+    nonfaces = [_resize(read_gray(p), size) for p in image_files(root / "nonfaces" / "cbcl24")]
     n_per_class = len(faces) if max_per_class is None else min(len(faces), max_per_class)
     faces = [faces[i] for i in rng.permutation(len(faces))[:n_per_class]]
     if len(nonfaces) >= n_per_class:

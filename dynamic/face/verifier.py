@@ -1,7 +1,7 @@
 """Neural face verifiers for cascade windows: a tiny CNN, a SkipNet, and their IDK cascade.
 
 A lenient Viola-Jones cascade proposes windows; each is cut out with a little context
-(:mod:`dynamic.crops`) and judged face / not face. Two networks share the work:
+(:mod:`vj_dynamic.face.crops`) and judged face / not face. Two networks share the work:
 
 1. :class:`TinyFaceNet`, three strided 3x3 convolutions and a linear layer (~70 k
    multiply-adds): cheap enough for every window, sure about most of them;
@@ -21,10 +21,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-
-from dynamic.crops import CROP_MARGIN, CROP_SIZE
-from dynamic.flops import conv2d_flops, conv2d_output_size, linear_flops
-from dynamic.idk import (
+from vj_dynamic.face.crops import CROP_MARGIN, CROP_SIZE
+from vj_dynamic.flops import conv2d_flops, conv2d_output_size, linear_flops
+from vj_dynamic.idk import (
     CascadeStats,
     IDKCascade,
     IDKRule,
@@ -33,9 +32,10 @@ from dynamic.idk import (
     StageStats,
     torch_predict_proba,
 )
-from dynamic.skipnet import SkipResNet
-from dynamic.skipnet_runtime import SkipNetClassifier
-from dynamic.weights import load_weights, save_weights
+from vj_dynamic.skipnet import SkipResNet
+from vj_dynamic.skipnet_runtime import SkipNetClassifier
+from vj_dynamic.weights import load_weights, save_weights
+
 from vj.models import data_dir
 
 __all__ = [
@@ -133,7 +133,7 @@ class TinyFaceNet(nn.Module):
         return self.fc(x.flatten(1))
 
     def flops(self) -> int:
-        """Analytic FLOPs per crop (twice the multiply-adds; see :mod:`dynamic.flops`)."""
+        """Analytic FLOPs per crop (twice the multiply-adds; see :mod:`vj_dynamic.flops`)."""
         s = self._sides()
         c1, c2, c3 = self.channels
         return (conv2d_flops(1, c1, 3, s[1], s[1]) + conv2d_flops(c1, c2, 3, s[2], s[2])
@@ -231,7 +231,7 @@ class FaceVerifier:
         *,
         settle: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
     ) -> Verdict:
-        """Judge crops ``(N, S, S)`` uint8 (from :func:`dynamic.crops.extract_crops`).
+        """Judge crops ``(N, S, S)`` uint8 (from :func:`vj_dynamic.face.crops.extract_crops`).
 
         Parameters
         ----------
@@ -328,7 +328,7 @@ def load_face_verifier(folder: str | Path | None = None, *, dynamic: bool = True
     FileNotFoundError
         When a file is missing, naming it.
     ValueError
-        When the files were made for other crops than :mod:`dynamic.crops` cuts.
+        When the files were made for other crops than :mod:`vj_dynamic.face.crops` cuts.
     """
     folder = Path(folder) if folder is not None else data_dir()
     for name in WEIGHT_FILES.values():

@@ -18,23 +18,28 @@ from pathlib import Path
 import numpy as np
 import torch
 from sklearn.linear_model import LogisticRegression
-
-from dynamic.datasets import DatasetSplits, load_digits_upsampled, load_face_crops
-from dynamic.flops import count_flops, linear_flops
-from dynamic.idk import IDKCascade, MaxProbRule, Stage, sklearn_predict_proba, torch_predict_proba
-from dynamic.idk_tuning import cost_accuracy_frontier, plot_frontier, tune_thresholds
-from dynamic.latency import LatencyStats, compare_latency, torch_threads
-from dynamic.skipnet import SkipResNet
-from dynamic.skipnet_runtime import SkipNetClassifier, SkipNetRuntime
-from dynamic.skipnet_training import (
+from vj_dynamic.bench.datasets import DatasetSplits, load_digits_upsampled, load_face_crops
+from vj_dynamic.flops import count_flops, linear_flops
+from vj_dynamic.idk import (
+    IDKCascade,
+    MaxProbRule,
+    Stage,
+    sklearn_predict_proba,
+    torch_predict_proba,
+)
+from vj_dynamic.idk_tuning import cost_accuracy_frontier, plot_frontier, tune_thresholds
+from vj_dynamic.latency import LatencyStats, compare_latency, torch_threads
+from vj_dynamic.skipnet import SkipResNet
+from vj_dynamic.skipnet_runtime import SkipNetClassifier, SkipNetRuntime
+from vj_dynamic.skipnet_training import (
     TrainConfig,
     evaluate,
     train_dense,
     train_hybrid_rl,
     train_supervised_gates,
 )
-from dynamic.small_models import SmallCNN, pooled_pixels, train_classifier
-from dynamic.weights import save_weights
+from vj_dynamic.small_models import SmallCNN, pooled_pixels, train_classifier
+from vj_dynamic.weights import save_weights
 
 __all__ = ["BenchmarkConfig", "format_report", "load_dataset", "run_benchmark"]
 
@@ -72,7 +77,7 @@ class BenchmarkConfig:
         Relative accuracy loss the IDK threshold tuning may accept.
     idk_z : float
         Safety margin of the IDK threshold tuning, in standard errors (see
-        :func:`~dynamic.idk_tuning.tune_thresholds`); guards the test accuracy against
+        :func:`~vj_dynamic.idk_tuning.tune_thresholds`); guards the test accuracy against
         thresholds that exploit a few lucky answers of the small validation set.
     cnn_epochs : int
         Epochs of the small CNN stage.

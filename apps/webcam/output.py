@@ -11,8 +11,8 @@ from typing import TextIO
 import cv2
 import numpy as np
 
-from .webcam_detectors import FrameStats
-from .webcam_errors import OutputError
+from .detectors import FrameStats
+from .errors import OutputError
 
 __all__ = ["JsonLinesWriter", "RunSummary", "VideoWriter"]
 

@@ -32,8 +32,9 @@ from typing import Any, Protocol
 import numpy as np
 
 import vj
+from vj.models import DEFAULT_MODEL, load_default_cascade
 
-from .webcam_errors import VerifierUnavailable, WebcamError
+from .errors import VerifierUnavailable, WebcamError
 
 __all__ = [
     "DEFAULT_CASCADE",
@@ -47,8 +48,7 @@ __all__ = [
 ]
 
 #: The project's own model; replaced by OpenCV's default cascade while it is not shipped.
-DEFAULT_CASCADE = "frontalface"
-_FALLBACK_CASCADE = "opencv:default"
+DEFAULT_CASCADE = DEFAULT_MODEL
 VERIFIER_MISSING = "neural verification is not available"
 
 
@@ -171,10 +171,10 @@ def load_cascade(name: str | None) -> tuple[Detector, str, str | None]:
     """
     if name is None:
         try:
-            return vj.load(DEFAULT_CASCADE), DEFAULT_CASCADE, None
-        except (OSError, ValueError) as error:
-            notice = f"{error}; using {_FALLBACK_CASCADE!r} instead"
-            return vj.load(_FALLBACK_CASCADE), _FALLBACK_CASCADE, notice
+            cascade, loaded, notice = load_default_cascade()
+        except FileNotFoundError as error:
+            raise WebcamError(str(error)) from None
+        return vj.load(cascade), loaded, notice
     try:
         return vj.load(name), name, None
     except (OSError, ValueError) as error:

@@ -5,7 +5,7 @@ its LFW faces (positives), so the benchmark needs no data files. It times the
 once-per-stage preparation (feature values, quantisation) and boosting rounds
 without and with weight trimming.
 
-Usage: ``python -m apps.bench_boosting [--samples 10000] [--mode BASIC] [--rounds 3]``
+Usage: ``python -m vj_apps.bench.boosting [--samples 10000] [--mode BASIC] [--rounds 3]``
 """
 
 from __future__ import annotations

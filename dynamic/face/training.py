@@ -1,6 +1,6 @@
 """Training the face verifiers and tuning their IDK cascade.
 
-1. The SkipNet verifier is trained with :mod:`dynamic.skipnet_training`: the dense
+1. The SkipNet verifier is trained with :mod:`vj_dynamic.skipnet_training`: the dense
    ResNet, then supervised gates, then hybrid reinforcement learning that pays for
    skipped blocks; its gate threshold is set on the ``tune`` crops.
 2. The tiny CNN learns from the labels and from the SkipNet's probabilities
@@ -8,7 +8,7 @@
    stage's own confidence a better signal of when to defer.
 3. The deferral threshold of the tiny CNN is the cheapest one whose cascade is as
    accurate on the ``tune`` crops as the SkipNet alone
-   (:func:`dynamic.idk_tuning.tune_thresholds`).
+   (:func:`vj_dynamic.idk_tuning.tune_thresholds`).
 4. Bootstrapping, as for the cascade itself: the windows the trained verifiers wrongly
    accept on more training photographs (:func:`mine_hard_negatives`) join the
    negatives, and both networks are trained again.
@@ -24,12 +24,13 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-
-from dynamic.crops import extract_crops
-from dynamic.idk import MaxProbRule
-from dynamic.idk_tuning import cost_accuracy_frontier, tune_thresholds
-from dynamic.skipnet import SkipResNet
-from dynamic.skipnet_training import (
+from vj_dynamic.face.crop_sets import CropSet
+from vj_dynamic.face.crops import extract_crops
+from vj_dynamic.face.verifier import FaceVerifier, TinyFaceNet, skipnet_verifier, standardize
+from vj_dynamic.idk import MaxProbRule
+from vj_dynamic.idk_tuning import cost_accuracy_frontier, tune_thresholds
+from vj_dynamic.skipnet import SkipResNet
+from vj_dynamic.skipnet_training import (
     TrainConfig,
     evaluate,
     train_dense,
@@ -37,8 +38,8 @@ from dynamic.skipnet_training import (
     train_supervised_gates,
     tune_gate_threshold,
 )
-from dynamic.verifier import FaceVerifier, TinyFaceNet, skipnet_verifier, standardize
-from dynamic.verifier_data import CropSet, box_iou
+
+from vj.metrics import box_iou
 
 __all__ = [
     "VerifierTrainConfig",

@@ -19,10 +19,10 @@ import sys
 __all__ = ["SUBCOMMANDS", "main"]
 
 SUBCOMMANDS = {
-    "detect": ("apps.bench_detect", "detection time vs OpenCV 4 (same XML, images, settings)"),
-    "features": ("apps.bench_features", "Haar feature throughput vs scikit-image"),
-    "boosting": ("apps.bench_boosting", "one boosting round over all features"),
-    "dynamic": ("apps.bench_dynamic", "SkipNet / IDK cascade: FLOPs and wall-clock"),
+    "detect": ("vj_apps.bench.detect", "detection time vs OpenCV 4 (same XML, images, settings)"),
+    "features": ("vj_apps.bench.features", "Haar feature throughput vs scikit-image"),
+    "boosting": ("vj_apps.bench.boosting", "one boosting round over all features"),
+    "dynamic": ("vj_apps.bench.dynamic", "SkipNet / IDK cascade: FLOPs and wall-clock"),
 }
 DEFAULT = ("detect", "features")
 

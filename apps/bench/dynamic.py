@@ -1,6 +1,6 @@
 """``vj-bench dynamic``: train small dynamic networks and measure FLOPs and time saved.
 
-Run ``python -m apps.bench_dynamic --json /tmp/dynamic.json`` (or ``--quick``).
+Run ``python -m vj_apps.bench.dynamic --json /tmp/dynamic.json`` (or ``--quick``).
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import json
 import sys
 from pathlib import Path
 
-from dynamic.benchmark import BenchmarkConfig, format_report, run_benchmark, with_overrides
-from dynamic.datasets import default_data_dir
+from vj_dynamic.bench.benchmark import BenchmarkConfig, format_report, run_benchmark, with_overrides
+from vj_dynamic.bench.datasets import default_data_dir
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -7,7 +7,7 @@ and the same number of threads (``numba.set_num_threads`` and
 medians are compared. The paper's scan (``scan="features"``) is timed in the
 same rounds.
 
-Usage: ``python -m apps.bench_detect [--repeats 9] [--threads 1 2] [--cascades ...]``
+Usage: ``python -m vj_apps.bench.detect [--repeats 9] [--threads 1 2] [--cascades ...]``
 """
 
 from __future__ import annotations

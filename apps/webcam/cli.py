@@ -21,12 +21,12 @@ import sys
 import threading
 from pathlib import Path
 
-from .webcam_detectors import DetectorSwitch, load_cascade, load_verifier
-from .webcam_errors import EXIT_INTERRUPTED, VerifierUnavailable, WebcamError
-from .webcam_loop import Settings, run
-from .webcam_output import JsonLinesWriter, VideoWriter
-from .webcam_sources import open_source
-from .webcam_window import Window, window_problem
+from .detectors import DetectorSwitch, load_cascade, load_verifier
+from .errors import EXIT_INTERRUPTED, VerifierUnavailable, WebcamError
+from .loop import Settings, run
+from .output import JsonLinesWriter, VideoWriter
+from .sources import open_source
+from .window import Window, window_problem
 
 __all__ = ["build_parser", "main"]
 
