@@ -241,12 +241,12 @@ def eval_timing(frames: dict[str, list[np.ndarray]], cascade: vj.CascadeDetector
                 det.detect(im, *args)
                 st = det.last_stats
                 for key in counts:
-                    counts[key] += st[key]
-                for s in st["stages"]:
-                    stages[s["name"]] = stages.get(s["name"], 0.0) + s["ms"]
-                    decided[s["name"]] = decided.get(s["name"], 0) + s["decided"]
+                    counts[key] += getattr(st, key)
+                for s in st.stages:
+                    stages[s.name] = stages.get(s.name, 0.0) + s.ms
+                    decided[s.name] = decided.get(s.name, 0) + s.decided
                 for key in ("crop_ms", "group_ms"):
-                    stages[key[:-3]] = stages.get(key[:-3], 0.0) + st[key]
+                    stages[key[:-3]] = stages.get(key[:-3], 0.0) + getattr(st, key)
             p = timing[name].median_ms / n
             out[kind][name] = {
                 "ms": p, "ratio": p / c, "cpu_ratio": cpu[name] / cpu["cascade"],

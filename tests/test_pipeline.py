@@ -22,6 +22,7 @@ from vj_dynamic.face.verifier import FaceVerifier, TinyFaceNet, Verdict, skipnet
 import vj
 from vj.grouping import partition_similar
 from vj.metrics import box_iou
+from vj.stats import DetectionStats, Detector
 
 CASCADE = "opencv:default"
 
@@ -103,8 +104,8 @@ def test_rejected_windows_do_not_vote(photo, lenient):
     expected, counts = vj.group_rectangles(raw[bright], 2)
     np.testing.assert_array_equal(boxes, expected)
     np.testing.assert_allclose(scores, counts * face_evidence(1.0))
-    assert det.last_stats["accepted"] == int(bright.sum())
-    assert det.last_stats["verified"] == len(raw)
+    assert det.last_stats.accepted == int(bright.sum())
+    assert det.last_stats.verified == len(raw)
 
 
 def test_near_duplicates_share_one_verdict(photo, lenient):
@@ -123,8 +124,8 @@ def test_near_duplicates_share_one_verdict(photo, lenient):
     bright = (crops.reshape(len(reps), -1).mean(axis=1) > BrightWindows.level)[owner]
     np.testing.assert_array_equal(boxes, vj.group_rectangles(raw[bright], 2)[0])
     st = det.last_stats
-    assert st["verified"] == len(reps) and st["candidates"] == len(raw)
-    assert sum(s["decided"] for s in st["stages"]) == st["windows"]
+    assert st.verified == len(reps) and st.candidates == len(raw)
+    assert sum(s.decided for s in st.stages) == st.windows
     assert near_duplicates(raw, 24, 1)[0].size == len(np.unique(raw, axis=0))
 
 
@@ -145,7 +146,7 @@ def test_settled_groups_skip_the_second_stage(photo, lenient):
     # Unsure crops go on exactly where their group is not yet decided.
     np.testing.assert_array_equal(verifier.second, ~bright & ~settled_group)
     assert 0 < (~bright & settled_group).sum() and 0 < verifier.second.sum()
-    assert det.last_stats["settled"] == int((~bright & settled_group).sum())
+    assert det.last_stats.settled == int((~bright & settled_group).sum())
     # Settled crops vote with the first stage's answer (0.7: a face), the rest with 0.2.
     face = bright | settled_group
     np.testing.assert_array_equal(boxes, vj.group_rectangles(rects[face], mn)[0])
@@ -154,7 +155,7 @@ def test_settled_groups_skip_the_second_stage(photo, lenient):
     boxes = det.detect(photo, 1.2, mn, 30)
     np.testing.assert_array_equal(verifier.second, ~bright)
     np.testing.assert_array_equal(boxes, vj.group_rectangles(rects[bright], mn)[0])
-    assert det.last_stats["settled"] == 0
+    assert det.last_stats.settled == 0
     det.detect(photo, 1.2, 0, 30)  # min_neighbors=0: every window is its own detection
     np.testing.assert_array_equal(verifier.second, ~bright)
 
@@ -191,12 +192,12 @@ def test_rejecting_everything_finds_nothing_and_stats_add_up(photo, lenient):
     boxes, scores = det.detect(photo, 1.2, 3, 30, return_scores=True)
     assert boxes.shape == (0, 4) and scores.shape == (0,)
     st = det.last_stats
-    assert st["candidates"] == len(raw) and st["accepted"] == 0
-    assert [s["name"] for s in st["stages"]] == ["cascade", "tiny", "skipnet"]
-    assert sum(s["decided"] for s in st["stages"]) == st["windows"] == st["proposed"]
-    assert st["verified"] == len(near_duplicates(raw, 24, 4)[0]) < len(raw)
-    assert st["stages"][1]["flops"] == pytest.approx(st["verified"] * det.verifier.tiny.flops())
-    assert st["stages"][0]["flops"] is None and st["ms"] >= st["crop_ms"] >= 0
+    assert st.candidates == len(raw) and st.accepted == 0
+    assert [s.name for s in st.stages] == ["cascade", "tiny", "skipnet"]
+    assert sum(s.decided for s in st.stages) == st.windows
+    assert st.verified == len(near_duplicates(raw, 24, 4)[0]) < len(raw)
+    assert st.stages[1].flops == pytest.approx(st.verified * det.verifier.tiny.flops())
+    assert st.stages[0].flops is None and st.ms >= st.crop_ms >= 0
 
 
 def test_min_neighbors_zero_returns_verified_windows(photo, lenient):
@@ -204,7 +205,7 @@ def test_min_neighbors_zero_returns_verified_windows(photo, lenient):
     det = VerifiedDetector(cascade, constant_verifier(True), dedup_cell=1)
     boxes, scores = det.detect(photo, 1.2, 0, 30, return_scores=True)
     assert len(boxes) == len(raw) and np.all(scores > 0.99)
-    assert len(det.last_stats["box_stage"]) == len(boxes)
+    assert len(det.last_stats.box_stage) == len(boxes)
 
 
 def test_bad_arguments(photo):
@@ -236,7 +237,7 @@ def test_shipped_pipeline_on_a_photo(photo):
     assert len(reference) == 1
     assert len(boxes) == 1 and box_iou(boxes, reference)[0, 0] > 0.6
     assert scores[0] > 3
-    assert det.last_stats["box_stage"].tolist() in ([1], [2])
+    assert det.last_stats.box_stage.tolist() in ([1], [2])
 
 
 def test_shipped_pipeline_finds_each_orl_face_once(shared_data):
@@ -249,15 +250,22 @@ def test_shipped_pipeline_finds_each_orl_face_once(shared_data):
     assert found >= len(images) - 1
 
 
-def test_webcam_reads_the_pipeline_statistics(photo):
-    from vj_apps.webcam.detectors import frame_stats
-
+def test_pipeline_and_cascade_report_one_statistics_type(photo):
     det = VerifiedDetector(CASCADE, constant_verifier(True))
+    assert isinstance(det, Detector) and isinstance(det.proposer, Detector)
     boxes = det.detect(photo, 1.2, 3, 30)
-    stats = frame_stats(det.last_stats, len(boxes), 1.0)
+    stats = det.last_stats
+    assert isinstance(stats, DetectionStats)
     assert [s.name for s in stats.stages] == ["cascade", "tiny", "skipnet"]
-    assert stats.proposed == det.last_stats["windows"]
+    assert stats.windows == det.proposer.last_stats.windows > 0
     assert stats.box_stage.tolist() == [1] * len(boxes)
+    plain = det.proposer
+    boxes = plain.detect(photo, 1.2, 3, 30)
+    assert isinstance(plain.last_stats, DetectionStats)
+    assert [s.name for s in plain.last_stats.stages] == ["cascade"]
+    assert plain.last_stats.stages[0].decided == (plain.last_stats.windows
+                                                  - plain.last_stats.candidates)
+    assert plain.last_stats.box_stage.tolist() == [0] * len(boxes)
 
 
 def test_vj_detect_verify_flag(photo, tmp_path):

@@ -17,12 +17,14 @@ import pytest
 from vj_apps.webcam import cli as webcam
 from vj_apps.webcam import sources as webcam_sources
 from vj_apps.webcam.demo import DEMO_CYCLE_FRAMES, DEMO_SIZE, demo_frame
-from vj_apps.webcam.detectors import DetectorSwitch, frame_stats
+from vj_apps.webcam.detectors import DetectorSwitch
 from vj_apps.webcam.errors import CameraUnavailable, SourceLost
 from vj_apps.webcam.loop import Settings, run
 from vj_apps.webcam.output import VideoWriter
-from vj_apps.webcam.overlay import STAGE_COLOURS, draw_detections
+from vj_apps.webcam.overlay import STAGE_COLOURS, Hud, draw_detections, draw_hud
 from vj_apps.webcam.sources import CameraSource, DemoSource, FrameSource
+
+from vj.stats import DetectionStats, StageStats
 
 REPO = Path(__file__).resolve().parent.parent
 GREEN = STAGE_COLOURS[0]
@@ -58,11 +60,13 @@ class FakeDetector:
     """Finds one fixed box; stands in for the cascade where detection itself is not tested."""
 
     def __init__(self) -> None:
-        self.last_stats = {"windows": 100, "ms": 1.0}
+        self.last_stats = DetectionStats(windows=100, ms=1.0,
+                                         stages=[StageStats("cascade", 99, 1.0)])
 
     def detect(self, image, scale_factor=1.1, min_neighbors=3, min_size=None, max_size=None,
                return_scores=False):
         boxes = np.array([[50, 60, 80, 80]], np.int32)
+        self.last_stats.box_stage = np.zeros(1, np.intp)
         return (boxes, np.array([5.0], np.float32)) if return_scores else boxes
 
 
@@ -297,31 +301,31 @@ def test_demo_loops_seamlessly_and_ends_after_one_cycle_headless():
 # ----------------------------------------------------------------- statistics and drawing
 
 
-def test_frame_stats_reads_cascade_and_verifier_forms():
-    cascade = frame_stats({"windows": 1234, "ms": 5.0}, n_boxes=2, elapsed_ms=6.0)
-    assert cascade.proposed == 1234 and [s.name for s in cascade.stages] == ["cascade"]
-    assert cascade.stages[0].decided == 1234 and list(cascade.box_stage) == [0, 0]
+def test_hud_and_json_read_the_detectors_statistics(tmp_path):
+    from vj_apps.webcam.output import JsonLinesWriter
 
-    pipeline = {
-        "proposed": 5000,
-        "stages": {"cascade": {"decided": 4980, "ms": 4.0},
-                   "tiny-cnn": {"decided": 15, "ms": 2.0, "flops": 3e6},
-                   "resnet": {"decided": 5, "ms": 6.0}},
-        "box_stage": np.array([1, 2]),
-    }
-    verified = frame_stats(pipeline, n_boxes=2, elapsed_ms=12.5)
-    assert [s.name for s in verified.stages] == ["cascade", "tiny-cnn", "resnet"]
-    assert verified.ms == pytest.approx(12.0) and verified.stages[1].flops == 3e6
-    assert list(verified.box_stage) == [1, 2]
-    # Without box_stage every box is credited to the last stage.
-    del pipeline["box_stage"]
-    assert list(frame_stats(pipeline, 3, 1.0).box_stage) == [2, 2, 2]
+    stats = DetectionStats(windows=5000, ms=12.5, box_stage=np.array([1, 2]), stages=[
+        StageStats("cascade", 4980, 4.0), StageStats("tiny-cnn", 15, 2.0, 3e6),
+        StageStats("resnet", 5, 6.0, 1e7)])
+    assert stats.stage_ms == pytest.approx(12.0)
+    frame = np.zeros((240, 320, 3), np.uint8)
+    draw_hud(frame, np.zeros((2, 4)), stats, Hud(source="demo", fps=30.0, min_size=40,
+                                                 verify=True))
+    assert frame.any()
+    path = tmp_path / "frames.jsonl"
+    out = JsonLinesWriter(path)
+    out.write(0, np.array([[1, 2, 3, 4], [5, 6, 7, 8]]), np.array([0.5, 0.7]), stats)
+    out.close()
+    record = json.loads(path.read_text())
+    assert record["proposed"] == 5000 and record["ms"] == 12.5
+    assert [st["name"] for st in record["stages"]] == ["cascade", "tiny-cnn", "resnet"]
+    assert record["stages"][1]["flops"] == 3e6 and "flops" not in record["stages"][0]
 
 
 def test_boxes_are_coloured_by_deciding_stage():
     frame = np.zeros((200, 300, 3), np.uint8)
-    stats = frame_stats({"proposed": 10, "stages": [{"name": "a"}, {"name": "b"}],
-                         "box_stage": [0, 1]}, 2, 1.0)
+    stats = DetectionStats(windows=10, stages=[StageStats("a"), StageStats("b")],
+                           box_stage=np.array([0, 1]))
     draw_detections(frame, np.array([[10, 10, 60, 60], [150, 80, 80, 80]]),
                     np.array([3.0, 0.97]), stats)
     assert colour_pixels(frame[:, :100], STAGE_COLOURS[0]) > 200

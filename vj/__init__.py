@@ -16,12 +16,13 @@ from __future__ import annotations
 import os
 
 from .cascade import Cascade
-from .detector import CascadeDetector, DetectionStats
+from .detector import CascadeDetector
 from .features import HaarFeatureSet
 from .grouping import group_rectangles
 from .integral import integral_image, integral_images
 from .models import BUILTIN, read_cascade, write_cascade
 from .opencv_xml import CascadeFormatError
+from .stats import DetectionStats, Detector, StageStats
 from .threads import start_numba_threads
 
 start_numba_threads()  # before anything imports PyTorch: see vj.threads
@@ -32,7 +33,9 @@ __all__ = [
     "CascadeDetector",
     "CascadeFormatError",
     "DetectionStats",
+    "Detector",
     "HaarFeatureSet",
+    "StageStats",
     "group_rectangles",
     "integral_image",
     "integral_images",

@@ -22,42 +22,14 @@ from .integral import fill_packed_integrals
 from .pyramid import MAX_BUFFER_BYTES, PyramidLayout, opencv_scales, pyramid_layout
 from .scan import CascadeKernelData, collect_hits, scan_rows
 from .scan_features import FeatureScanPlan
+from .stats import DetectionStats
 
-__all__ = ["CascadeDetector", "DetectionStats", "clip_boxes", "to_gray"]
+__all__ = ["CascadeDetector", "clip_boxes", "to_gray"]
 
 GROUP_EPS = 0.2
 
 #: The ``scan`` choices of :meth:`CascadeDetector.detect`.
 SCANS = ("image", "features")
-
-
-@dataclass
-class DetectionStats:
-    """What the last ``detect`` call did.
-
-    Attributes
-    ----------
-    windows : int
-        Windows scanned (all pyramid levels).
-    features : int
-        Features evaluated over all windows.
-    candidates : int
-        Windows accepted by every stage, before grouping.
-    levels : int
-        Pyramid levels scanned.
-    ms : float
-        Wall-clock milliseconds of the call.
-    """
-
-    windows: int = 0
-    features: int = 0
-    candidates: int = 0
-    levels: int = 0
-    ms: float = 0.0
-
-    @property
-    def features_per_window(self) -> float:
-        return self.features / self.windows if self.windows else 0.0
 
 
 def to_gray(image: np.ndarray) -> np.ndarray:
@@ -290,6 +262,9 @@ class CascadeDetector:
         boxes, counts = group_rectangles(raw, int(min_neighbors), GROUP_EPS)
         boxes, counts = clip_boxes(boxes, counts, gray.shape)
         stats.ms = (time.perf_counter() - t0) * 1e3
+        stats.accepted = stats.candidates
+        stats.stages = [stats.cascade_stage()]
+        stats.box_stage = np.zeros(len(boxes), np.intp)
         if return_scores:
             return boxes, counts.astype(np.float32)
         return boxes

@@ -1,38 +1,17 @@
-"""The detectors ``vj-webcam`` switches between, and the per-stage statistics they report.
+"""The detectors ``vj-webcam`` switches between.
 
-Two kinds of detector plug in here, with the same call::
-
-    boxes, scores = detector.detect(image, scale_factor=..., min_neighbors=...,
-                                    min_size=..., max_size=..., return_scores=True)
-    detector.last_stats
-
-* the plain cascade, ``vj.load(name)``; its ``last_stats`` is a
-  :class:`vj.DetectionStats` (``windows``, ``ms``, ...);
-* the neural verification pipeline from :mod:`dynamic`, loaded by
-  ``dynamic.load_verifier(cascade, settle=True)``; its ``last_stats`` is a mapping::
-
-      {"proposed": int,                      # regions the first stage looked at
-       "stages": [{"name": str, "decided": int, "ms": float, "flops": float}, ...],
-       "box_stage": (N,) int array}          # index of the stage that accepted each box
-
-  ``"stages"`` may also be a mapping from stage name to the per-stage dict, and
-  ``"flops"`` and ``"box_stage"`` are optional (without ``box_stage`` every box is
-  credited to the last stage).
-
-:func:`frame_stats` turns either form into one :class:`FrameStats`, which is what
-the overlay, the JSON writer and the summary read.
+Both satisfy :class:`vj.stats.Detector`: the plain cascade (``vj.load(name)``) and the
+neural verification pipeline (``vj_dynamic.load_verifier(cascade, settle=True)``). Each
+leaves a :class:`vj.stats.DetectionStats` in ``last_stats`` (per-stage decided / ms /
+FLOPs and the stage that accepted each box), which the overlay, the JSON writer and
+the summary read directly.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any, Protocol
-
-import numpy as np
-
 import vj
 from vj.models import DEFAULT_MODEL, load_default_cascade
+from vj.stats import Detector
 
 from .errors import VerifierUnavailable, WebcamError
 
@@ -40,9 +19,6 @@ __all__ = [
     "DEFAULT_CASCADE",
     "Detector",
     "DetectorSwitch",
-    "FrameStats",
-    "StageStats",
-    "frame_stats",
     "load_cascade",
     "load_verifier",
 ]
@@ -50,100 +26,6 @@ __all__ = [
 #: The project's own model; replaced by OpenCV's default cascade while it is not shipped.
 DEFAULT_CASCADE = DEFAULT_MODEL
 VERIFIER_MISSING = "neural verification is not available"
-
-
-class Detector(Protocol):
-    """What the app needs from a detector (the plain cascade or the verifier)."""
-
-    last_stats: Any
-
-    def detect(
-        self,
-        image: np.ndarray,
-        scale_factor: float = 1.1,
-        min_neighbors: int = 3,
-        min_size: int | tuple[int, int] | None = None,
-        max_size: int | tuple[int, int] | None = None,
-        return_scores: bool = False,
-    ) -> Any: ...
-
-
-@dataclass
-class StageStats:
-    """One stage's share of one frame's work."""
-
-    name: str
-    decided: int
-    ms: float
-    flops: float | None = None
-
-
-@dataclass
-class FrameStats:
-    """One frame's detection statistics, whatever detector produced them.
-
-    Attributes
-    ----------
-    proposed : int or None
-        Regions the first stage looked at (windows, for a cascade).
-    stages : list of StageStats
-    box_stage : (N,) int ndarray
-        For each box, the index in ``stages`` of the stage that accepted it.
-    """
-
-    proposed: int | None
-    stages: list[StageStats]
-    box_stage: np.ndarray = field(default_factory=lambda: np.zeros(0, np.intp))
-
-    @property
-    def ms(self) -> float:
-        """Total milliseconds over all stages."""
-        return float(sum(stage.ms for stage in self.stages))
-
-
-def _get(record: Any, key: str, default: Any = None) -> Any:
-    if isinstance(record, Mapping):
-        return record.get(key, default)
-    return getattr(record, key, default)
-
-
-def frame_stats(last_stats: Any, n_boxes: int, elapsed_ms: float) -> FrameStats:
-    """Normalise a detector's ``last_stats`` into a :class:`FrameStats`.
-
-    Parameters
-    ----------
-    last_stats : mapping, object or None
-        The detector's ``last_stats`` right after ``detect`` (see the module notes).
-    n_boxes : int
-        Boxes the call returned.
-    elapsed_ms : float
-        Wall-clock time of the call, used when the detector reports no time.
-    """
-    stages_in = _get(last_stats, "stages")
-    if stages_in is None:
-        # A plain cascade: one stage that decides every window it scans.
-        windows = _get(last_stats, "windows")
-        ms = _get(last_stats, "ms") or elapsed_ms
-        stages = [StageStats("cascade", int(windows or 0), float(ms))]
-        proposed = None if windows is None else int(windows)
-    else:
-        if isinstance(stages_in, Mapping):
-            stages_in = [{"name": name, **dict(s)} for name, s in stages_in.items()]
-        stages = [
-            StageStats(
-                name=str(_get(s, "name", f"stage {i}")),
-                decided=int(_get(s, "decided", 0)),
-                ms=float(_get(s, "ms", 0.0)),
-                flops=None if _get(s, "flops") is None else float(_get(s, "flops")),
-            )
-            for i, s in enumerate(stages_in)
-        ]
-        proposed = _get(last_stats, "proposed")
-        proposed = None if proposed is None else int(proposed)
-    box_stage = _get(last_stats, "box_stage")
-    if box_stage is None or len(box_stage) != n_boxes:
-        box_stage = np.full(n_boxes, len(stages) - 1, np.intp)
-    return FrameStats(proposed, stages, np.asarray(box_stage, np.intp))
 
 
 def load_cascade(name: str | None) -> tuple[Detector, str, str | None]:
@@ -187,14 +69,14 @@ def load_verifier(cascade: Detector) -> Detector:
     Raises
     ------
     VerifierUnavailable
-        When :mod:`dynamic` (PyTorch) cannot be imported or the verifier's weight files
+        When :mod:`vj_dynamic` (PyTorch) cannot be imported or the verifier's weight files
         are missing or unreadable; the message says which.
     """
     try:
-        import dynamic
+        import vj_dynamic
     except ImportError as error:
         raise VerifierUnavailable(f"{VERIFIER_MISSING} ({error})") from None
-    factory = getattr(dynamic, "load_verifier", None)
+    factory = getattr(vj_dynamic, "load_verifier", None)
     if factory is None:
         raise VerifierUnavailable(VERIFIER_MISSING)
     try:

@@ -16,7 +16,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .detectors import DetectorSwitch, frame_stats
+from .detectors import DetectorSwitch
 from .errors import EXIT_INTERRUPTED, WebcamError
 from .output import JsonLinesWriter, RunSummary, VideoWriter
 from .overlay import Hud, draw_detections, draw_hud
@@ -88,15 +88,13 @@ class _Loop:
         """Detect on ``frame``, annotate it, write outputs and update the window."""
         s = self.settings
         detector = self.detectors.active
-        t0 = time.perf_counter()
         boxes, scores = detector.detect(
             frame, scale_factor=s.scale_factor, min_neighbors=s.min_neighbors,
             min_size=s.min_size, return_scores=True,
         )
-        detect_ms = (time.perf_counter() - t0) * 1e3
         boxes = np.asarray(boxes).reshape(-1, 4)
         scores = np.asarray(scores, np.float64).reshape(-1)
-        stats = frame_stats(detector.last_stats, len(boxes), detect_ms)
+        stats = detector.last_stats
 
         if self.hud.message and time.monotonic() > self.message_until:
             self.hud.message = ""

@@ -11,7 +11,8 @@ from typing import TextIO
 import cv2
 import numpy as np
 
-from .detectors import FrameStats
+from vj.stats import DetectionStats
+
 from .errors import OutputError
 
 __all__ = ["JsonLinesWriter", "RunSummary", "VideoWriter"]
@@ -111,7 +112,7 @@ class JsonLinesWriter:
         index: int,
         boxes: np.ndarray,
         scores: np.ndarray,
-        stats: FrameStats,
+        stats: DetectionStats,
         label: str | None = None,
     ) -> None:
         """Write one frame's record."""
@@ -120,7 +121,7 @@ class JsonLinesWriter:
             "frame": index,
             "boxes": [[*map(int, box), round(float(score), 4)] for box, score in rows],
             "ms": round(stats.ms, 3),
-            "proposed": stats.proposed,
+            "proposed": stats.windows,
             "stages": [
                 {"name": s.name, "decided": s.decided, "ms": round(s.ms, 3)}
                 | ({} if s.flops is None else {"flops": s.flops})
@@ -156,7 +157,7 @@ class RunSummary:
         self.stage_decided: dict[str, int] = {}
         self.stage_ms: dict[str, float] = {}
 
-    def add(self, n_boxes: int, stats: FrameStats, frame_seconds: float | None) -> None:
+    def add(self, n_boxes: int, stats: DetectionStats, frame_seconds: float | None) -> None:
         """Record one processed frame; ``frame_seconds`` is the whole loop iteration."""
         self.frames += 1
         self.faces += n_boxes
@@ -164,7 +165,7 @@ class RunSummary:
         if frame_seconds is not None and frame_seconds > 0:
             self.frame_seconds.append(frame_seconds)
         self.detect_ms.append(stats.ms)
-        self.proposed += stats.proposed or 0
+        self.proposed += stats.windows or 0
         for stage in stats.stages:
             self.stage_decided[stage.name] = self.stage_decided.get(stage.name, 0) + stage.decided
             self.stage_ms[stage.name] = self.stage_ms.get(stage.name, 0.0) + stage.ms

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from .detectors import FrameStats
+from vj.stats import DetectionStats
 
 __all__ = ["STAGE_COLOURS", "Hud", "draw_detections", "draw_hud", "stage_colour"]
 
@@ -45,7 +45,7 @@ def _count(n: int | None) -> str:
 
 
 def draw_detections(
-    frame: np.ndarray, boxes: np.ndarray, scores: np.ndarray, stats: FrameStats
+    frame: np.ndarray, boxes: np.ndarray, scores: np.ndarray, stats: DetectionStats
 ) -> None:
     """Draw each box in its deciding stage's colour, with its score, onto ``frame``.
 
@@ -55,7 +55,7 @@ def draw_detections(
         Modified in place.
     boxes : (N, 4) int ndarray of ``x, y, w, h``
     scores : (N,) float ndarray
-    stats : FrameStats
+    stats : DetectionStats
         Supplies ``box_stage``, the deciding stage of each box.
     """
     for (x, y, w, h), score, stage in zip(boxes, scores, stats.box_stage, strict=True):
@@ -95,14 +95,14 @@ class Hud:
     keys: bool = True
 
 
-def draw_hud(frame: np.ndarray, boxes: np.ndarray, stats: FrameStats, hud: Hud) -> None:
+def draw_hud(frame: np.ndarray, boxes: np.ndarray, stats: DetectionStats, hud: Hud) -> None:
     """Draw the status panel (FPS, settings, per-stage statistics, keys) onto ``frame``."""
     verify = "n/a" if hud.verify is None else ("on" if hud.verify else "off")
     lines: list[tuple[str, tuple[int, int, int] | None]] = [
         (f"{hud.source}  {frame.shape[1]}x{frame.shape[0]}", None),
         (f"FPS {hud.fps:5.1f}   detect {stats.ms:6.1f} ms   faces {len(boxes)}", None),
         (f"min size {hud.min_size} px   verify {verify}", None),
-        (f"proposed {_count(stats.proposed)}", None),
+        (f"proposed {_count(stats.windows)}", None),
     ]
     for i, stage in enumerate(stats.stages):
         flops = "" if stage.flops is None else f"  {stage.flops / 1e6:.1f} MFLOP"

@@ -26,6 +26,7 @@ import vj
 from vj.detector import GROUP_EPS, clip_boxes, to_gray
 from vj.grouping import group_rectangles, partition_similar
 from vj.models import DEFAULT_MODEL, load_default_cascade
+from vj.stats import DetectionStats, StageStats
 
 __all__ = [
     "DEDUP_CELL",
@@ -247,30 +248,17 @@ class VerifiedDetector:
 
     Attributes
     ----------
-    last_stats : dict
-        Statistics of the last :meth:`detect` call:
-
-        ``windows``
-            windows the cascade scanned (also ``proposed``: what the first stage saw);
-        ``candidates``
-            windows the cascade accepted: the regions proposed to the verifiers;
-        ``verified``
-            crops the verifiers judged (one per group of near-duplicate candidates);
-        ``settled``
-            of those, crops the tiny CNN was unsure about that did not go to the
-            SkipNet because their group was already accepted (see ``settle``);
-        ``stages``
-            one dict per stage, ``cascade``, ``tiny``, ``skipnet``, each with
-            ``decided`` (windows it answered for; they add up to ``windows``), ``ms``
-            and ``flops`` (``None`` for the cascade, whose work is feature look-ups,
-            not multiply-adds);
-        ``accepted``
-            windows the verifiers judged to be faces;
-        ``box_stage``
-            for each returned box, the index in ``stages`` of the latest stage that
-            accepted one of its windows;
-        ``crop_ms``, ``group_ms``, ``ms``
-            cropping, grouping and whole-call milliseconds.
+    last_stats : vj.stats.DetectionStats
+        Statistics of the last :meth:`detect` call: ``windows`` the cascade scanned,
+        ``candidates`` it accepted (the regions proposed to the verifiers), crops
+        ``verified`` (one per group of near-duplicate candidates), of those ``settled``
+        (unsure crops that skipped the SkipNet because their group was already
+        accepted, see ``settle``), windows ``accepted`` as faces; ``stages``: the
+        cascade, ``tiny`` and ``skipnet``, each with ``decided`` (they add up to
+        ``windows``), ``ms`` and ``flops`` (``None`` for the cascade, whose work is
+        feature look-ups); ``box_stage``: for each returned box, the index in
+        ``stages`` of the latest stage that accepted one of its windows;
+        ``crop_ms``, ``group_ms``, ``ms``: cropping, grouping and whole-call times.
 
     Examples
     --------
@@ -304,8 +292,7 @@ class VerifiedDetector:
         self.settle = bool(settle)
         self.proposer = vj.CascadeDetector(full.truncated(self.stages))
         self.verifier = verifier if verifier is not None else load_face_verifier()
-        self.last_stats: dict[str, Any] = self._stats(
-            0, 0, 0, 0.0, None, np.zeros(0, np.int64), 0, np.zeros(0, np.intp))
+        self.last_stats = DetectionStats(stages=self._stages(0, 0, 0.0, None, []))
 
     @property
     def window(self) -> tuple[int, int]:
@@ -369,31 +356,27 @@ class VerifiedDetector:
         scores, box_stage = scores[kept], box_stage[kept]
         t4 = time.perf_counter()
         decided = np.bincount(stage_of, minlength=len(self.verifier.stage_names) + 1)[1:]
-        self.last_stats = self._stats(
-            scan.windows, len(raw), len(reps), (t1 - t0) * 1e3, verdict, decided,
-            int(face.sum()), box_stage.astype(np.intp), crop_ms=(t2 - t1) * 1e3,
-            group_ms=(t4 - t3) * 1e3, ms=(t4 - t0) * 1e3,
-            settled=0 if settle is None else settle.count,
+        self.last_stats = DetectionStats(
+            windows=scan.windows, features=scan.features, candidates=len(raw),
+            levels=scan.levels, ms=(t4 - t0) * 1e3,
+            stages=self._stages(scan.windows, len(raw), (t1 - t0) * 1e3, verdict, decided),
+            box_stage=box_stage.astype(np.intp), verified=len(reps), accepted=int(face.sum()),
+            settled=0 if settle is None else settle.count, crop_ms=(t2 - t1) * 1e3,
+            group_ms=(t4 - t3) * 1e3,
         )  # fmt: skip
         if return_scores:
             return boxes, scores.astype(np.float32)
         return boxes
 
-    def _stats(self, windows, candidates, verified, cascade_ms, verdict, decided, accepted,
-               box_stage, crop_ms=0.0, group_ms=0.0, ms=0.0,
-               settled=0) -> dict[str, Any]:  # fmt: skip
-        stages = [{"name": "cascade", "decided": int(windows - candidates),
-                   "ms": float(cascade_ms), "flops": None}]  # fmt: skip
+    def _stages(self, windows, candidates, cascade_ms, verdict, decided) -> list[StageStats]:
+        """The cascade's stage, then each verifier stage's decided / ms / FLOPs."""
+        stages = [StageStats("cascade", int(windows - candidates), float(cascade_ms))]
         for k, name in enumerate(self.verifier.stage_names):
             s = None if verdict is None else verdict.stats.stages[k]
-            stages.append({"name": name, "decided": int(decided[k]) if len(decided) else 0,
-                           "ms": 0.0 if s is None else s.ms,
-                           "flops": 0.0 if s is None else s.cost})  # fmt: skip
-        return {"windows": int(windows), "proposed": int(windows),
-                "candidates": int(candidates), "verified": int(verified),
-                "settled": int(settled), "stages": stages,
-                "accepted": int(accepted), "box_stage": box_stage, "crop_ms": float(crop_ms),
-                "group_ms": float(group_ms), "ms": float(ms)}  # fmt: skip
+            stages.append(StageStats(name, int(decided[k]) if len(decided) else 0,
+                                     0.0 if s is None else s.ms,
+                                     0.0 if s is None else s.cost))
+        return stages
 
     def warmup(self) -> VerifiedDetector:
         """Compile and load every kernel (cascade scan, both networks) before timing."""
