@@ -7,6 +7,7 @@ from importlib import resources
 from pathlib import Path
 
 from .cascade import Cascade
+from .model_cache import FETCH_COMMAND, OPENCV_CASCADES, find_opencv_xml, opencv_xml
 from .model_file import read_model, write_model
 from .opencv_xml import CascadeFormatError, read_xml, write_xml
 
@@ -18,13 +19,13 @@ DEFAULT_MODEL = "frontalface"
 #: ... and the one that stands in when it is missing or damaged.
 FALLBACK_MODEL = "opencv:default"
 
-#: Built-in names: the project's own models (in ``data/``) and OpenCV's bundled XMLs.
+#: Built-in names and their files: the project's own model (in ``data/``) and OpenCV 4's
+#: 17 bundled XMLs as ``opencv:<name>`` (``default``, ``alt``, ``alt2``, ``alt_tree``,
+#: ``eye``, ``smile``, ``profileface``, ``fullbody``, ``frontalcatface``, ...), found in
+#: the OpenCV 4 install or the model cache (see :mod:`vj.model_cache`).
 BUILTIN = {
     "frontalface": "frontalface.json",
-    "opencv:default": "haarcascade_frontalface_default.xml",
-    "opencv:alt": "haarcascade_frontalface_alt.xml",
-    "opencv:alt2": "haarcascade_frontalface_alt2.xml",
-    "opencv:alt_tree": "haarcascade_frontalface_alt_tree.xml",
+    **{f"opencv:{name}": filename for name, (filename, _) in OPENCV_CASCADES.items()},
 }
 
 
@@ -44,44 +45,39 @@ def data_dir() -> Path:
         return Path(__file__).resolve().parent.parent / "data"
 
 
-def _opencv_dir() -> Path | None:
-    try:
-        import cv2
-
-        return Path(cv2.data.haarcascades)
-    except (ImportError, AttributeError):
-        return None
-
-
 def resolve(name_or_path: str | os.PathLike) -> Path:
     """The file behind a built-in name, an OpenCV XML name or a path.
+
+    ``opencv:<name>`` and bare OpenCV file names (``haarcascade_eye.xml``) are looked
+    for in the OpenCV 4 install, then in the model cache that ``vj-models fetch opencv``
+    fills (:mod:`vj.model_cache`).
 
     Raises
     ------
     FileNotFoundError
-        Naming what was looked for and where, and the built-in names.
+        Naming what was looked for and where, and the built-in names; for a missing
+        OpenCV XML, the command that fetches it.
     """
     text = os.fspath(name_or_path)
     path = Path(text).expanduser()
     if path.is_file():
         return path
     if text in BUILTIN:
-        fname = BUILTIN[text]
         if text.startswith("opencv:"):
-            base = _opencv_dir()
-            if base is None or not (base / fname).is_file():
-                raise FileNotFoundError(
-                    f"{text!r} needs OpenCV's bundled {fname}, which this OpenCV does not "
-                    "ship (OpenCV 5 dropped Haar XMLs); pass the XML's path instead"
-                )
-            return base / fname
-        candidate = data_dir() / fname
+            return opencv_xml(text.removeprefix("opencv:"))
+        candidate = data_dir() / BUILTIN[text]
         if candidate.is_file():
             return candidate
-        raise FileNotFoundError(f"built-in model {text!r} is missing: {candidate} not found")
-    base = _opencv_dir()
-    if base is not None and os.sep not in text and (base / text).is_file():
-        return base / text
+        raise FileNotFoundError(
+            f"built-in model {text!r} is missing: {candidate} not found (reinstall vj-faces, "
+            "or set VJ_MODELS to a folder that holds it)"
+        )
+    if os.sep not in text and text in {f for f, _ in OPENCV_CASCADES.values()}:
+        found = find_opencv_xml(text)
+        if found is not None:
+            return found
+        raise FileNotFoundError(f"OpenCV's {text} is in neither the OpenCV install nor the "
+                                f"model cache; run `{FETCH_COMMAND}` to download it")
     raise FileNotFoundError(
         f"no cascade file or built-in model named {text!r} (built-in names: "
         f"{', '.join(sorted(BUILTIN))})"
