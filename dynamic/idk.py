@@ -8,10 +8,14 @@ unanswered (prediction ``-1``) for a human or a fallback.
 
 A stage is any callable returning class probabilities for a batch (a PyTorch module
 wrapped by :func:`torch_predict_proba`, a scikit-learn classifier wrapped by
-:func:`sklearn_predict_proba`, a :class:`~vj_dynamic.skipnet_runtime.SkipNetClassifier`),
-with a declared cost per input (FLOPs or milliseconds). A callable that knows what each
-input cost (e.g. a SkipNet, whose FLOPs vary) may report it in a ``last_cost`` attribute
-after each call; the cascade's statistics then use the reported costs.
+:func:`sklearn_predict_proba`), with a declared cost per input (FLOPs or milliseconds).
+A stage whose cost varies with the input (a SkipNet) reports what each input cost: give
+the :class:`Stage` a ``cost_fn``, or give it a :class:`CostReporter` (an object with
+``predict_proba`` and ``last_cost``, like
+:class:`~vj_dynamic.skipnet_runtime.SkipNetClassifier`); the cascade's statistics then
+use the reported costs.
+
+The deferral rules live in :mod:`vj_dynamic.idk_rules` and are re-exported here.
 
 References
 ----------
@@ -24,15 +28,16 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import torch
-from sklearn.linear_model import LogisticRegression
+from vj_dynamic.idk_rules import EntropyRule, IDKRule, LearnedDeferralRule, MaxProbRule
 
 __all__ = [
     "CascadeResult",
     "CascadeStats",
+    "CostReporter",
     "EntropyRule",
     "IDKCascade",
     "IDKRule",
@@ -45,118 +50,31 @@ __all__ = [
 ]
 
 
-def _check_probs(probs: np.ndarray) -> np.ndarray:
-    probs = np.asarray(probs, dtype=np.float64)
-    if probs.ndim != 2 or probs.shape[1] < 2:
-        raise ValueError(f"probabilities must have shape (N, n_classes >= 2), got {probs.shape}")
-    return probs
+@runtime_checkable
+class CostReporter(Protocol):
+    """A classifier that knows what each input of its most recent call cost.
 
-
-class IDKRule:
-    """Base of the "I don't know" rules: defer when the confidence is below ``threshold``.
-
-    Subclasses define :meth:`confidence` (higher means surer); threshold tuning works on
-    that scale for every rule alike.
+    ``predict_proba(x)`` returns class probabilities ``(n, n_classes)``; afterwards
+    ``last_cost`` holds the cost of each of those ``n`` inputs, ``(n,)``, in the
+    cascade's unit (or ``None`` when it cannot tell). A :class:`Stage` built on such an
+    object charges the reported costs instead of its declared one.
     """
 
-    threshold: float
+    last_cost: np.ndarray | None
 
-    def confidence(self, probs: np.ndarray) -> np.ndarray:
-        """Confidence ``(N,)`` of a stage's probabilities ``(N, n_classes)``."""
-        raise NotImplementedError
-
-    def idk(self, probs: np.ndarray) -> np.ndarray:
-        """Boolean ``(N,)``: true where the stage defers."""
-        return self.confidence(probs) < self.threshold
-
-    def with_threshold(self, threshold: float) -> IDKRule:
-        """A copy of the rule with ``threshold`` on the confidence scale."""
-        return replace(self, threshold=float(threshold))
+    def predict_proba(self, x: Any) -> Any:
+        """Class probabilities ``(n, n_classes)`` for a batch of ``n`` inputs."""
+        ...
 
 
-@dataclass(frozen=True)
-class MaxProbRule(IDKRule):
-    """Defer when the largest class probability is below ``threshold``."""
-
-    threshold: float = 0.9
-
-    def confidence(self, probs: np.ndarray) -> np.ndarray:
-        """The maximum probability of each row."""
-        return _check_probs(probs).max(axis=1)
-
-
-@dataclass(frozen=True)
-class EntropyRule(IDKRule):
-    """Defer when the predictive entropy (nats) exceeds ``-threshold``.
-
-    The confidence is the negative entropy, so that higher means surer like every
-    rule; build it from a maximum entropy with :meth:`from_max_entropy`.
-    """
-
-    threshold: float = -0.5
-
-    @classmethod
-    def from_max_entropy(cls, max_entropy: float) -> EntropyRule:
-        """The rule that defers when the entropy exceeds ``max_entropy``."""
-        if max_entropy < 0:
-            raise ValueError(f"max_entropy must be >= 0, got {max_entropy}")
-        return cls(threshold=-float(max_entropy))
-
-    def confidence(self, probs: np.ndarray) -> np.ndarray:
-        """Negative Shannon entropy of each row."""
-        probs = _check_probs(probs)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            terms = np.where(probs > 0, probs * np.log(probs), 0.0)
-        return terms.sum(axis=1)
-
-
-def _deferral_features(probs: np.ndarray) -> np.ndarray:
-    probs = _check_probs(probs)
-    top = np.sort(probs, axis=1)[:, ::-1]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        entropy = -np.where(probs > 0, probs * np.log(probs), 0.0).sum(axis=1)
-    return np.column_stack([top[:, 0], top[:, 0] - top[:, 1], entropy])
-
-
-@dataclass(frozen=True)
-class LearnedDeferralRule(IDKRule):
-    """A small learned deferral model: logistic regression predicting whether the stage is right.
-
-    Features of each probability vector: maximum, margin between the top two, entropy.
-    The confidence is the predicted probability that the stage's answer is correct.
-
-    Parameters
-    ----------
-    threshold : float
-        Defer when ``P(correct) < threshold``.
-    model : LogisticRegression or None
-        Fitted model; build with :meth:`fit`.
-    """
-
-    threshold: float = 0.5
-    model: LogisticRegression | None = None
-
-    @classmethod
-    def fit(
-        cls, probs: np.ndarray, correct: np.ndarray, threshold: float = 0.5
-    ) -> LearnedDeferralRule:
-        """Fit on a stage's validation probabilities and whether its answers were right."""
-        features = _deferral_features(probs)
-        correct = np.asarray(correct, dtype=bool)
-        if correct.shape != (features.shape[0],):
-            raise ValueError(f"correct must have shape ({features.shape[0]},), got {correct.shape}")
-        if correct.all() or not correct.any():
-            raise ValueError("need both right and wrong answers to learn when to defer")
-        model = LogisticRegression(C=1.0, max_iter=1000).fit(features, correct)
-        return cls(threshold=threshold, model=model)
-
-    def confidence(self, probs: np.ndarray) -> np.ndarray:
-        """Predicted probability that each answer is correct."""
-        if self.model is None:
-            raise ValueError(
-                "LearnedDeferralRule is not fitted; build it with LearnedDeferralRule.fit"
-            )
-        return self.model.predict_proba(_deferral_features(probs))[:, 1]
+def _reporter_of(predict_proba: Any) -> CostReporter | None:
+    """The :class:`CostReporter` behind ``predict_proba``: itself, or its bound method's owner."""
+    if isinstance(predict_proba, CostReporter):
+        return predict_proba
+    owner = getattr(predict_proba, "__self__", None)
+    if isinstance(owner, CostReporter) and predict_proba == owner.predict_proba:
+        return owner
+    return None
 
 
 @dataclass(frozen=True)
@@ -167,25 +85,52 @@ class Stage:
     ----------
     name : str
         Label used in statistics.
-    predict_proba : callable
-        Maps a batch of inputs to class probabilities ``(n, n_classes)`` (NumPy or torch).
+    predict_proba : callable or CostReporter
+        Maps a batch of inputs to class probabilities ``(n, n_classes)`` (NumPy or
+        torch). A :class:`CostReporter` (or its bound ``predict_proba`` method) is called
+        through its ``predict_proba``, and its ``last_cost`` becomes the ``cost_fn``.
     cost : float
         Declared cost per input (FLOPs or ms; one unit for the whole cascade).
     rule : IDKRule or None
         When to defer. Required for every stage but the last (and for the last one too
         when the cascade may abstain).
+    cost_fn : callable or None
+        Called without arguments right after each ``predict_proba`` call; returns the
+        cost of each input of that call, ``(n,)``, or ``None`` to charge ``cost`` per
+        input. ``None`` (the default): always charge ``cost``.
     """
 
     name: str
     predict_proba: Callable[[Any], Any]
     cost: float
     rule: IDKRule | None = None
+    cost_fn: Callable[[], Any] | None = None
 
     def __post_init__(self) -> None:
+        reporter = _reporter_of(self.predict_proba)
+        if reporter is not None:
+            object.__setattr__(self, "predict_proba", reporter.predict_proba)
+            if self.cost_fn is None:
+                object.__setattr__(self, "cost_fn", lambda: reporter.last_cost)
         if not callable(self.predict_proba):
             raise ValueError(f"stage {self.name!r}: predict_proba must be callable")
+        if self.cost_fn is not None and not callable(self.cost_fn):
+            raise ValueError(f"stage {self.name!r}: cost_fn must be callable or None")
         if not np.isfinite(self.cost) or self.cost < 0:
             raise ValueError(f"stage {self.name!r}: cost must be finite and >= 0, got {self.cost}")
+
+    def costs(self, n: int) -> np.ndarray:
+        """Cost of each of the ``n`` inputs of the most recent call, ``(n,)`` float64.
+
+        The ``cost_fn``'s report when it gives one value per input; the declared cost
+        otherwise.
+        """
+        reported = None if self.cost_fn is None else self.cost_fn()
+        if reported is not None:
+            reported = np.asarray(reported, dtype=np.float64)
+            if reported.shape == (n,):
+                return reported
+        return np.full(n, self.cost)
 
 
 @dataclass(frozen=True)
@@ -297,12 +242,6 @@ def _to_numpy(probs: Any) -> np.ndarray:
     return np.asarray(probs, dtype=np.float64)
 
 
-def _reported_cost(fn: Callable[[Any], Any]) -> np.ndarray | None:
-    owner = getattr(fn, "__self__", fn)
-    cost = getattr(owner, "last_cost", None)
-    return None if cost is None else np.asarray(cost, dtype=np.float64)
-
-
 class IDKCascade:
     """A cascade of classifiers with "I don't know" rules, run on a batch at once.
 
@@ -390,9 +329,7 @@ class IDKCascade:
                 probabilities = np.zeros((n, probs.shape[1]))
             elif probs.shape[1] != probabilities.shape[1]:
                 raise ValueError(f"stage {stage.name!r} returned {probs.shape[1]} classes")
-            stage_cost = _reported_cost(stage.predict_proba)
-            if stage_cost is None or stage_cost.shape != (remaining.size,):
-                stage_cost = np.full(remaining.size, stage.cost)
+            stage_cost = stage.costs(remaining.size)
             costs[remaining] += stage_cost
             if k == last and not self.abstain:
                 answer = np.ones(remaining.size, dtype=bool)

@@ -398,6 +398,9 @@ class SkipNetRuntime:
 class SkipNetClassifier:
     """A SkipNet as a probabilistic classifier, usable as a stage of an IDK cascade.
 
+    It is a :class:`~vj_dynamic.idk.CostReporter`: ``Stage(name, classifier, cost)``
+    charges each input the FLOPs of the blocks it ran (``last_cost``).
+
     Parameters
     ----------
     model : SkipResNet

@@ -112,8 +112,38 @@ def test_reported_per_input_costs_are_used():
             self.last_cost = np.arange(len(x), dtype=float)
             return np.tile([0.3, 0.7], (len(x), 1))
 
-    result = IDKCascade([Stage("r", Reporting(), 99.0)]).predict(np.zeros((4, 2)))
+    reporting = Reporting()
+    stage = Stage("r", reporting, 99.0, cost_fn=lambda: reporting.last_cost)
+    result = IDKCascade([stage]).predict(np.zeros((4, 2)))
     np.testing.assert_allclose(result.costs, [0, 1, 2, 3])
+
+
+class Reporter:
+    """A CostReporter: predict_proba plus last_cost (as a SkipNet classifier has)."""
+
+    def __init__(self):
+        self.last_cost = None
+
+    def predict_proba(self, x):
+        self.last_cost = 10.0 + np.arange(len(x), dtype=float)
+        return np.tile([0.3, 0.7], (len(x), 1))
+
+
+@pytest.mark.parametrize("bound_method", [False, True])
+def test_cost_reporters_charge_what_each_input_cost(bound_method):
+    reporter = Reporter()
+    stage = Stage("r", reporter.predict_proba if bound_method else reporter, 99.0)
+    result = IDKCascade([stage]).predict(np.zeros((3, 2)))
+    np.testing.assert_allclose(result.costs, [10, 11, 12])
+    assert result.stats.stages[0].cost == pytest.approx(33.0)
+    # a report of the wrong length falls back to the declared cost
+    short = Stage("s", lambda x: np.tile([0.3, 0.7], (len(x), 1)), 5.0, cost_fn=lambda: [1.0])
+    np.testing.assert_allclose(IDKCascade([short]).predict(np.zeros((2, 2))).costs, [5, 5])
+    # a plain callable with no cost_fn is charged its declared cost
+    plain = Stage("p", lambda x: np.tile([0.3, 0.7], (len(x), 1)), 7.0)
+    np.testing.assert_allclose(IDKCascade([plain]).predict(np.zeros((2, 2))).costs, [7, 7])
+    with pytest.raises(ValueError, match="cost_fn"):
+        Stage("bad", plain.predict_proba, 1.0, cost_fn=3.0)
 
 
 def test_torch_and_sklearn_adapters():
