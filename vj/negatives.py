@@ -221,37 +221,83 @@ def mine_negatives(
         raise ValueError(f"acceptance_hint must be in (0, 1], got {acceptance_hint}")
     per_job = per_job or max(1, math.ceil(n_needed / 500))
     state = state or MiningState()
-    jobs = pool.jobs(seed, stage)
-    offset = float(np.random.default_rng([seed, stage, 3]).random())
     workers = workers or numba.get_num_threads()
     if not concurrent_calls_safe():
         workers = 1  # Numba's workqueue layer takes one calling thread at a time
-    # Enough windows per job to expect several times ``per_job`` acceptances.
-    region_windows = 8 * per_job / acceptance_hint
-    local = threading.local()
+    scan = _JobScanner(pool, cascade, seed, stage, per_job, n_needed, acceptance_hint)
+    last_save = time.monotonic()
+    with ThreadPoolExecutor(max_workers=workers) as ex:
+        while state.found < n_needed and state.next_job < 2 * scan.n_jobs:
+            start = state.next_job
+            batch = range(start, min(2 * scan.n_jobs, start + 4 * workers))
+            _add_job_results(state, ex.map(scan, batch), start, n_needed)
+            if progress is not None:
+                progress(state)
+            if checkpoint is not None and time.monotonic() - last_save > checkpoint_every_s:
+                checkpoint(state)
+                last_save = time.monotonic()
+    ww, wh = pool.window
+    patches = (np.concatenate(state.patches) if state.patches
+               else np.zeros((0, wh, ww), np.uint8))
+    return patches, state, state.found < n_needed
 
-    n_jobs = len(jobs)
 
-    def run_job(j: int) -> tuple[np.ndarray, int, int]:
-        rng = _job_rng(seed, stage, j)
-        first_pass = j < n_jobs
-        cap = per_job if first_pass else n_needed
+def _add_job_results(state: MiningState, results, first_job: int, n_needed: int) -> None:
+    """Add the windows of consecutive jobs to ``state``, in job order, up to ``n_needed``.
+
+    ``results`` yields ``(windows, n_scanned, n_accepted)`` per job from
+    ``first_job`` on; the jobs after the one that completes the search are dropped.
+    """
+    for j, (found, n_win, n_acc) in enumerate(results, first_job):
+        take = min(len(found), n_needed - state.found)
+        if take:
+            state.patches.append(np.ascontiguousarray(found[:take]))
+        state.windows += n_win
+        state.accepted += n_acc
+        state.next_job = j + 1
+        if state.found >= n_needed:
+            break
+
+
+class _JobScanner:
+    """Scan job ``j`` of a stage's stream (callable from many threads at once).
+
+    Jobs ``0 .. n_jobs - 1`` are the first pass (at most ``per_job`` windows
+    each, from a random region when a level holds far more windows than that),
+    jobs ``n_jobs .. 2 n_jobs - 1`` the second (whole levels, up to ``n_needed``).
+    Each job draws from its own generator, so the results do not depend on
+    which thread runs it or when.
+    """
+
+    def __init__(self, pool: BackgroundPool, cascade: Cascade | None, seed: int, stage: int,
+                 per_job: int, n_needed: int, acceptance_hint: float) -> None:
+        self.pool, self.cascade = pool, cascade
+        self.seed, self.stage = seed, stage
+        self.per_job, self.n_needed = per_job, n_needed
+        self.jobs = pool.jobs(seed, stage)
+        self.n_jobs = len(self.jobs)
+        self.offset = float(np.random.default_rng([seed, stage, 3]).random())
+        # Enough windows per job to expect several times ``per_job`` acceptances.
+        self.region_windows = 8 * per_job / acceptance_hint
+        self._local = threading.local()
+
+    def __call__(self, j: int) -> tuple[np.ndarray, int, int]:
+        """The windows job ``j`` keeps, the windows it scanned and how many were accepted."""
+        pool = self.pool
+        rng = _job_rng(self.seed, self.stage, j)
+        first_pass = j < self.n_jobs
+        cap = self.per_job if first_pass else self.n_needed
         shift = (int(rng.integers(2)), int(rng.integers(2)))
-        im = pool.level_image(int(jobs[j % n_jobs, 0]), int(jobs[j % n_jobs, 1]), offset, shift)
+        image, level = self.jobs[j % self.n_jobs]
+        im = pool.level_image(int(image), int(level), self.offset, shift)
         if im is None:
             return np.zeros((0, *pool.window[::-1]), np.uint8), 0, 0
-        if cascade is None:
+        if self.cascade is None:
             found = _random_windows(im, pool.window, cap, rng)
             return found, len(found), len(found)
         if first_pass:
-            im = _random_region(im, pool.window, region_windows, rng)
-        if not hasattr(local, "detector"):
-            # One detector per thread (it records per-call statistics), each
-            # scanning single-threaded: small scans in parallel beat one scan
-            # spread over threads that must be woken for every call.
-            local.detector = CascadeDetector(cascade)
-            numba.set_num_threads(1)
-        det = local.detector
+            im = _random_region(im, pool.window, self.region_windows, rng)
+        det = self._detector()
         ww, wh = pool.window
         boxes = det.candidates(im, min_size=(ww, wh), max_size=(ww, wh))
         n_windows, n_accepted = det.last_stats.windows, len(boxes)
@@ -262,30 +308,17 @@ def mine_negatives(
             found[i] = im[y:y + wh, x:x + ww]
         return found, n_windows, n_accepted
 
-    last_save = time.monotonic()
-    batch = 4 * workers
-    with ThreadPoolExecutor(max_workers=workers) as ex:
-        while state.found < n_needed and state.next_job < 2 * n_jobs:
-            start = state.next_job
-            for j, (found, n_win, n_acc) in enumerate(
-                    ex.map(run_job, range(start, min(2 * n_jobs, start + batch))), start):
-                take = min(len(found), n_needed - state.found)
-                if take:
-                    state.patches.append(np.ascontiguousarray(found[:take]))
-                state.windows += n_win
-                state.accepted += n_acc
-                state.next_job = j + 1
-                if state.found >= n_needed:
-                    break
-            if progress is not None:
-                progress(state)
-            if checkpoint is not None and time.monotonic() - last_save > checkpoint_every_s:
-                checkpoint(state)
-                last_save = time.monotonic()
-    ww, wh = pool.window
-    patches = (np.concatenate(state.patches) if state.patches
-               else np.zeros((0, wh, ww), np.uint8))
-    return patches, state, state.found < n_needed
+    def _detector(self) -> CascadeDetector:
+        """This thread's detector.
+
+        One per thread (it records per-call statistics), each scanning
+        single-threaded: small scans in parallel beat one scan spread over
+        threads that must be woken for every call.
+        """
+        if not hasattr(self._local, "detector"):
+            self._local.detector = CascadeDetector(self.cascade)
+            numba.set_num_threads(1)
+        return self._local.detector
 
 
 def _random_region(im: np.ndarray, window: tuple[int, int], n_windows: float,

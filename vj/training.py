@@ -19,133 +19,37 @@ and the state is checkpointed atomically after every stage and every
 ``checkpoint_every_s`` seconds within one (mid-search and mid-boosting): a run
 killed at any moment and started again ends with the same cascade as an
 uninterrupted run with the same seed.
+
+This module holds the run (its state, checkpoints and the loop over stages);
+:mod:`vj.training_steps` the steps of one stage, :mod:`vj.training_config` the
+settings and :mod:`vj.training_progress` the time and progress bookkeeping.
 """
 
 from __future__ import annotations
 
 import hashlib
-import math
 import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
-from tqdm.auto import tqdm
 
-from .boosting import BOOSTING_TYPES, StageBooster, trees_from_arrays, trees_to_arrays
+from .boosting import trees_from_arrays, trees_to_arrays
 from .cascade import Cascade
-from .features import FEATURE_MODES, HaarFeatureSet
-from .negatives import BackgroundPool, MiningState, mine_negatives
+from .features import HaarFeatureSet
+from .negatives import BackgroundPool, MiningState
 from .positives import PositiveSplit
-from .stage_training import StageGoal, boost_stage, passes, stage_bins, stage_scores
 from .training_checkpoint import load_checkpoint, save_checkpoint
+from .training_config import TrainingConfig
+from .training_progress import TrainingProgress
+from .training_steps import drop_rejected, train_stage
 from .weak_learners import Tree
 
 __all__ = ["CHECKPOINT_NAME", "TrainingConfig", "TrainingResult", "cascade_from_stages",
            "train_cascade"]
 
 CHECKPOINT_NAME = "checkpoint.npz"
-
-
-@dataclass(frozen=True)
-class TrainingConfig:
-    """Settings of a cascade training run (names follow ``opencv_traincascade``).
-
-    Parameters
-    ----------
-    window : (int, int)
-        ``-w``, ``-h``.
-    n_stages : int
-        ``-numStages``: most stages to train.
-    min_hit_rate, max_false_alarm : float
-        ``-minHitRate``, ``-maxFalseAlarmRate``: per-stage targets.
-    target_false_alarm : float, optional
-        Stop once the cascade's estimated false-alarm rate on background windows
-        is at most this; default ``max_false_alarm ** n_stages``.
-    num_pos, num_neg : int
-        ``-numPos``, ``-numNeg``: positives and negatives per stage (``num_pos``
-        caps the surviving training positives; 0 takes them all).
-    mode : {"BASIC", "CORE", "ALL"}
-        ``-mode``: the Haar feature pool.
-    boosting : {"gentle", "discrete"}
-        ``-bt GAB`` / ``-bt DAB``.
-    max_depth : int
-        ``-maxDepth``: 1 for stumps.
-    max_weak : int
-        ``-maxWeakCount``.
-    weight_trim_rate : float
-        ``-weightTrimRate``.
-    feature_fraction : float
-        Share of the feature pool each stage draws at random (1: all); trades a
-        little accuracy for a proportional speed-up.
-    n_bins : int
-        Quantisation bins per feature.
-    edge_samples : int
-        Windows the bin edges are estimated from.
-    scale_factor : float
-        Pyramid step of the background scan jobs.
-    seed : int
-    checkpoint_every_s : float
-        Checkpoint interval within a stage.
-    """
-
-    window: tuple[int, int] = (24, 24)
-    n_stages: int = 20
-    min_hit_rate: float = 0.995
-    max_false_alarm: float = 0.5
-    target_false_alarm: float | None = None
-    num_pos: int = 0
-    num_neg: int = 5000
-    mode: str = "BASIC"
-    boosting: str = "gentle"
-    max_depth: int = 1
-    max_weak: int = 200
-    weight_trim_rate: float = 0.95
-    feature_fraction: float = 1.0
-    n_bins: int = 256
-    edge_samples: int = 1024
-    scale_factor: float = 1.1
-    seed: int = 0
-    checkpoint_every_s: float = 120.0
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "window", (int(self.window[0]), int(self.window[1])))
-        checks = [
-            (self.n_stages >= 1, "n_stages must be >= 1"),
-            (0 < self.min_hit_rate <= 1, "min_hit_rate must be in (0, 1]"),
-            (0 < self.max_false_alarm < 1, "max_false_alarm must be in (0, 1)"),
-            (self.num_pos >= 0, "num_pos must be >= 0"),
-            (self.num_neg >= 1, "num_neg must be >= 1"),
-            (self.mode in FEATURE_MODES, f"mode must be one of {FEATURE_MODES}"),
-            (self.boosting in BOOSTING_TYPES, f"boosting must be one of {BOOSTING_TYPES}"),
-            (self.max_depth >= 1, "max_depth must be >= 1"),
-            (self.max_weak >= 1, "max_weak must be >= 1"),
-            (0 < self.weight_trim_rate <= 1, "weight_trim_rate must be in (0, 1]"),
-            (0 < self.feature_fraction <= 1, "feature_fraction must be in (0, 1]"),
-            (self.edge_samples >= 2, "edge_samples must be >= 2"),
-            (self.scale_factor > 1, "scale_factor must be > 1"),
-            (min(self.window) >= 3, "window must be at least 3x3"),
-        ]
-        for ok, msg in checks:
-            if not ok:
-                raise ValueError(f"{msg} (config: {self})")
-
-    @property
-    def overall_target(self) -> float:
-        if self.target_false_alarm is not None:
-            return float(self.target_false_alarm)
-        return float(self.max_false_alarm) ** self.n_stages
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["window"] = list(self.window)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> TrainingConfig:
-        return cls(**{**d, "window": tuple(d["window"])})
 
 
 @dataclass
@@ -195,7 +99,7 @@ def cascade_from_stages(
     return full.truncated(full.n_stages)
 
 
-# ---------------------------------------------------------------- training
+# --------------------------------------------------------------- run state
 
 
 def _fingerprint(positives: PositiveSplit, pool: BackgroundPool) -> str:
@@ -211,7 +115,8 @@ class _Run:
     """Mutable state of a training run, and its checkpoint form."""
 
     def __init__(self, config: TrainingConfig, positives: PositiveSplit,
-                 pool: BackgroundPool, workdir: Path | None) -> None:
+                 pool: BackgroundPool, workdir: Path | None,
+                 progress: TrainingProgress | None = None) -> None:
         self.config = config
         self.positives = positives
         self.pool = pool
@@ -224,12 +129,26 @@ class _Run:
         self.stop_reason = ""
         self.mining: MiningState | None = None  # current stage's search, if started
         self.booster_state: dict[str, np.ndarray] | None = None
-        self.stage_time: dict[str, float] = {}
+        self.progress = progress if progress is not None else TrainingProgress(show=False)
+
+    @property
+    def stage(self) -> int:
+        """The stage being trained: the number trained so far."""
+        return len(self.stages)
+
+    def cascade_so_far(self, features: HaarFeatureSet) -> Cascade | None:
+        """The stages trained so far as a cascade (None before the first)."""
+        return cascade_from_stages(features, self.stages) if self.stages else None
+
+    def rng(self, purpose: int) -> np.random.Generator:
+        """The generator seeded by ``(seed, stage, purpose)``."""
+        return np.random.default_rng([self.config.seed, self.stage, purpose])
 
     # ---------------------------------------------------------- checkpoints
     def save(self) -> None:
         if self.path is None:
             return
+        self.progress.lap()  # the checkpoint holds the time spent so far
         arrays: dict[str, np.ndarray] = {"train_alive": self.train_alive,
                                          "calib_alive": self.calib_alive}
         for s, (trees, _) in enumerate(self.stages):
@@ -250,7 +169,7 @@ class _Run:
             "mining": None if self.mining is None else {
                 "next_job": self.mining.next_job, "windows": self.mining.windows,
                 "accepted": self.mining.accepted},
-            "stage_time": self.stage_time,
+            "stage_time": self.progress.seconds,
         }
         save_checkpoint(self.path, meta, arrays)
 
@@ -283,8 +202,11 @@ class _Run:
                                       m["accepted"])
         keys = [k for k in arrays if k.startswith("booster_")]
         self.booster_state = {k[len("booster_"):]: arrays[k] for k in keys} if keys else None
-        self.stage_time = meta.get("stage_time", {})
+        self.progress.seconds = meta.get("stage_time", {})
         return True
+
+
+# ---------------------------------------------------------------- training
 
 
 def train_cascade(
@@ -327,28 +249,23 @@ def train_cascade(
     wd = Path(workdir) if workdir is not None else None
     if wd is not None:
         wd.mkdir(parents=True, exist_ok=True)
-    run = _Run(config, positives, pool, wd)
+    run = _Run(config, positives, pool, wd, TrainingProgress(show=progress))
     if resume:
         run.load()
     features = HaarFeatureSet.enumerate(*config.window, config.mode)
     t_start = time.monotonic()
-    bar = tqdm(total=config.n_stages, initial=len(run.stages), desc="stages", unit="stage",
-               disable=not progress, leave=True)
-    while not run.stop_reason:
-        if len(run.stages) >= config.n_stages:
-            run.stop_reason = f"trained all {config.n_stages} stages"
-        elif run.rows and run.rows[-1]["cum_false_alarm"] <= config.overall_target:
-            run.stop_reason = (f"estimated false-alarm rate {run.rows[-1]['cum_false_alarm']:.2e}"
-                               f" reached the target {config.overall_target:.2e}")
-        else:
-            _train_one_stage(run, features, progress)
-            bar.update(1)
-            if run.rows:
-                r = run.rows[-1]
-                bar.set_postfix(weak=r["n_weak"], hit=f"{r['cum_hit_rate']:.3f}",
-                                fa=f"{r['cum_false_alarm']:.1e}")
-        run.save()
-    bar.close()
+    with run.progress.bar("stages", config.n_stages, "stage", initial=run.stage,
+                          leave=True) as bar:
+        while not run.stop_reason:
+            run.stop_reason = _goal_reached(run)
+            if not run.stop_reason:
+                train_stage(run, features)
+                bar.update(1)
+                if run.rows:
+                    r = run.rows[-1]
+                    bar.set_postfix(weak=r["n_weak"], hit=f"{r['cum_hit_rate']:.3f}",
+                                    fa=f"{r['cum_false_alarm']:.1e}")
+            run.save()
     cascade = None
     info = {"config": config.to_dict(), "positives": positives.info,
             "backgrounds": {"images": len(pool), "scan_jobs": pool.n_jobs},
@@ -361,143 +278,21 @@ def train_cascade(
     return TrainingResult(cascade, run.rows, run.stop_reason, info)
 
 
+def _goal_reached(run: _Run) -> str:
+    """Why the cascade is complete (all stages, or the false-alarm target), or ""."""
+    cfg = run.config
+    if run.stage >= cfg.n_stages:
+        return f"trained all {cfg.n_stages} stages"
+    if run.rows and run.rows[-1]["cum_false_alarm"] <= cfg.overall_target:
+        return (f"estimated false-alarm rate {run.rows[-1]['cum_false_alarm']:.2e}"
+                f" reached the target {cfg.overall_target:.2e}")
+    return ""
+
+
 def _validation_hit_rate(features, stages, patches) -> float | None:
     if len(patches) == 0:
         return None
     alive = np.ones(len(patches), bool)
     for trees, thr in stages:
-        idx = np.nonzero(alive)[0]
-        alive[idx[~passes(stage_scores(features, trees, patches[idx]), thr)]] = False
+        drop_rejected(alive, patches, features, trees, thr)
     return float(alive.mean())
-
-
-def _train_one_stage(run: _Run, features: HaarFeatureSet, progress: bool) -> None:
-    cfg = run.config
-    s = len(run.stages)
-    times = run.stage_time
-    cascade = cascade_from_stages(features, run.stages) if run.stages else None
-
-    # 1. negatives the cascade so far accepts
-    t0 = time.monotonic()
-    mbar = tqdm(total=cfg.num_neg, desc=f"stage {s} negatives", unit="win",
-                disable=not progress, leave=False)
-    mbar.update(run.mining.found if run.mining else 0)
-
-    def on_job(state: MiningState) -> None:
-        mbar.update(state.found - mbar.n)
-        mbar.set_postfix(windows=state.windows, refresh=False)
-
-    def on_checkpoint(state: MiningState) -> None:
-        run.mining = state
-        times["mining_s"] = times.get("mining_s", 0.0) + time.monotonic() - t0_box[0]
-        t0_box[0] = time.monotonic()
-        run.save()
-
-    t0_box = [t0]
-    hint = min(1.0, max(run.rows[-1]["cum_false_alarm"], 1e-12)) if run.rows else 1.0
-    negatives, state, exhausted = mine_negatives(
-        run.pool, cascade, cfg.num_neg, seed=cfg.seed, stage=s, state=run.mining,
-        acceptance_hint=hint,
-        checkpoint=on_checkpoint, checkpoint_every_s=cfg.checkpoint_every_s, progress=on_job)
-    mbar.close()
-    run.mining = state
-    times["mining_s"] = times.get("mining_s", 0.0) + time.monotonic() - t0_box[0]
-    if exhausted:
-        run.stop_reason = (
-            f"backgrounds exhausted at stage {s}: the cascade accepts only {len(negatives)} "
-            f"of the {state.windows:,} background windows scanned (needed {cfg.num_neg})")
-        run.mining = None
-        run.booster_state = None
-        return
-
-    # 2. the stage's samples: positives that survive so far, then negatives
-    rng = np.random.default_rng([cfg.seed, s, 4])
-    train_idx = np.nonzero(run.train_alive)[0]
-    if cfg.num_pos and train_idx.size > cfg.num_pos:
-        train_idx = np.sort(rng.choice(train_idx, cfg.num_pos, replace=False))
-    calib_idx = np.nonzero(run.calib_alive)[0]
-    pos_t, pos_c = run.positives.train[train_idx], run.positives.calibration[calib_idx]
-    patches = np.concatenate([pos_t, pos_c, negatives])
-    n_t, n_c = len(pos_t), len(pos_c)
-    y = np.concatenate([np.ones(n_t + n_c), -np.ones(len(negatives))])
-    train_rows = np.r_[0:n_t, n_t + n_c:len(patches)]
-    calib_rows = np.arange(n_t, n_t + n_c)
-    neg_rows = np.arange(n_t + n_c, len(patches))
-
-    # 3. quantised features
-    t1 = time.monotonic()
-    n_feat = len(features)
-    if cfg.feature_fraction < 1:
-        k = max(1, int(round(cfg.feature_fraction * n_feat)))
-        feature_ids = np.sort(np.random.default_rng([cfg.seed, s, 5]).choice(n_feat, k,
-                                                                             replace=False))
-    else:
-        feature_ids = np.arange(n_feat)
-    edge_sample = np.sort(np.random.default_rng([cfg.seed, s, 6]).choice(
-        len(patches), min(len(patches), cfg.edge_samples), replace=False))
-    fbar = tqdm(total=feature_ids.size, desc=f"stage {s} features", unit="feat",
-                disable=not progress, leave=False)
-    fb = stage_bins(features, feature_ids, patches, edge_sample, n_bins=cfg.n_bins,
-                    progress=fbar.update)
-    fbar.close()
-    t2 = time.monotonic()
-    times["features_s"] = times.get("features_s", 0.0) + t2 - t1
-
-    # 4. boosting
-    booster = StageBooster(fb, y, train_rows, boosting=cfg.boosting, max_depth=cfg.max_depth,
-                           trim_rate=cfg.weight_trim_rate)
-    if run.booster_state is not None:
-        booster.restore(run.booster_state)
-    goal = StageGoal(cfg.min_hit_rate, cfg.max_false_alarm, cfg.max_weak)
-    bbar = tqdm(total=cfg.max_weak, initial=len(booster.trees), desc=f"stage {s} boosting",
-                unit="weak", disable=not progress, leave=False)
-    last = [time.monotonic()]
-    tb = [t2]
-
-    def on_round(out) -> None:
-        bbar.update(1)
-        bbar.set_postfix(hit=f"{out.hit_rate:.4f}", fa=f"{out.false_alarm:.3f}", refresh=False)
-        if time.monotonic() - last[0] > cfg.checkpoint_every_s:
-            run.booster_state = booster.state()
-            times["boost_s"] = times.get("boost_s", 0.0) + time.monotonic() - tb[0]
-            tb[0] = time.monotonic()
-            run.save()
-            last[0] = time.monotonic()
-
-    outcome = boost_stage(booster, calib_rows, neg_rows, goal, on_round=on_round)
-    bbar.close()
-    times["boost_s"] = times.get("boost_s", 0.0) + time.monotonic() - tb[0]
-
-    # 5. the stage, in Haar feature ids; positives it rejects drop out
-    trees = [Tree(fb.feature_ids[t.feature_row], t.split_bin, t.threshold, t.left, t.right,
-                  t.leaves) for t in booster.trees]
-    thr = float(outcome.threshold)
-    for alive, pool_patches in ((run.train_alive, run.positives.train),
-                                (run.calib_alive, run.positives.calibration)):
-        idx = np.nonzero(alive)[0]
-        alive[idx[~passes(stage_scores(features, trees, pool_patches[idx]), thr)]] = False
-    accept = state.accepted / max(state.windows, 1)
-    row = {
-        "stage": s,
-        "n_weak": outcome.n_weak,
-        "hit_rate": round(outcome.hit_rate, 5),
-        "false_alarm": round(outcome.false_alarm, 5),
-        "cum_hit_rate": round(float(run.calib_alive.mean()), 5),
-        "acceptance": accept,
-        "cum_false_alarm": accept * outcome.false_alarm,
-        "negatives": int(len(negatives)),
-        "windows_scanned": int(state.windows),
-        "positives": int(n_t),
-        "features": int(feature_ids.size),
-        "mining_s": round(times.get("mining_s", 0.0), 1),
-        "features_s": round(times.get("features_s", 0.0), 1),
-        "boost_s": round(times.get("boost_s", 0.0), 1),
-    }
-    row["time_s"] = round(row["mining_s"] + row["features_s"] + row["boost_s"], 1)
-    run.stages.append((trees, thr))
-    run.rows.append(row)
-    run.mining = None
-    run.booster_state = None
-    run.stage_time = {}
-    if not math.isfinite(row["cum_false_alarm"]):
-        run.stop_reason = "false-alarm estimate is not finite"
