@@ -29,13 +29,16 @@ from vj.models import DEFAULT_MODEL, load_default_cascade
 from vj.stats import DetectionStats, StageStats
 
 __all__ = [
+    "ACCEPT",
     "DEDUP_CELL",
     "DEFAULT_CASCADE",
     "LENIENT_SHARE",
+    "MIN_NEIGHBORS",
     "TRAINING_SHARE",
     "VerifiedDetector",
     "face_evidence",
     "group_verified",
+    "group_windows",
     "lenient_stages",
     "load_verifier",
     "near_duplicates",
@@ -61,6 +64,12 @@ LENIENT_SHARE = 0.8
 #: detection (15 of 20 stages), so that the verifiers also learn the windows just
 #: below the operating point.
 TRAINING_SHARE = 0.75
+
+#: Face probability above which a window counts as a face and votes for its group.
+ACCEPT = 0.5
+
+#: ``min_neighbors`` of :meth:`VerifiedDetector.detect` unless told otherwise.
+MIN_NEIGHBORS = 3
 
 
 def resolve_cascade(cascade: Any = None) -> vj.Cascade:
@@ -245,6 +254,9 @@ class VerifiedDetector:
         scores drop (at the tiny CNN's lower probability), which makes ranking
         detections by score worse (see BENCHMARKS.md). Off by default; the webcam app
         turns it on, as it shows boxes and does not rank them.
+    accept : float, optional
+        Face probability above which a verified window counts as a face
+        (:data:`ACCEPT`).
 
     Attributes
     ----------
@@ -276,6 +288,7 @@ class VerifiedDetector:
         stages: int | None = None,
         dedup_cell: int = DEDUP_CELL,
         settle: bool = False,
+        accept: float = ACCEPT,
     ) -> None:
         full = resolve_cascade(cascade)
         if stages is None:
@@ -290,6 +303,9 @@ class VerifiedDetector:
         self.stages = int(stages)
         self.dedup_cell = int(dedup_cell)
         self.settle = bool(settle)
+        if not 0.0 <= accept < 1.0:
+            raise ValueError(f"accept must be in [0, 1), got {accept!r}")
+        self.accept = float(accept)
         self.proposer = vj.CascadeDetector(full.truncated(self.stages))
         self.verifier = verifier if verifier is not None else load_face_verifier()
         self.last_stats = DetectionStats(stages=self._stages(0, 0, 0.0, None, []))
@@ -303,7 +319,7 @@ class VerifiedDetector:
         self,
         image: np.ndarray,
         scale_factor: float = 1.1,
-        min_neighbors: int = 3,
+        min_neighbors: int = MIN_NEIGHBORS,
         min_size: int | tuple[int, int] | None = None,
         max_size: int | tuple[int, int] | None = None,
         return_scores: bool = False,
@@ -347,13 +363,11 @@ class VerifiedDetector:
         verdict = self.verifier.verify(crops, settle=settle)
         t3 = time.perf_counter()
         # Every window takes the verdict of the window that stands for it.
-        face = verdict.is_face[owner]
+        probability = verdict.face_probability[owner]
         stage_of = verdict.decided_by[owner] + 1  # stage 0 is the cascade
-        boxes, _, scores, box_stage = group_verified(
-            raw[face], face_evidence(verdict.face_probability[owner][face]), stage_of[face],
-            min_neighbors)
-        boxes, kept = clip_boxes(boxes, np.arange(len(boxes)), gray.shape)
-        scores, box_stage = scores[kept], box_stage[kept]
+        face = probability > self.accept
+        boxes, scores, box_stage = group_windows(raw, probability, stage_of, min_neighbors,
+                                                 gray.shape, self.accept)
         t4 = time.perf_counter()
         decided = np.bincount(stage_of, minlength=len(self.verifier.stage_names) + 1)[1:]
         self.last_stats = DetectionStats(
@@ -367,6 +381,33 @@ class VerifiedDetector:
         if return_scores:
             return boxes, scores.astype(np.float32)
         return boxes
+
+    def judge(
+        self,
+        image: np.ndarray,
+        scale_factor: float = 1.1,
+        min_size: int | tuple[int, int] | None = None,
+        max_size: int | tuple[int, int] | None = None,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Every window the cascade accepts with its verdict, before grouping.
+
+        :meth:`detect` without ``settle`` equals :func:`group_windows` of these, so an
+        evaluation can judge a photo once and group it at many operating points.
+
+        Returns
+        -------
+        windows : (N, 4) int32 ndarray
+            The cascade's accepted windows, ``x, y, w, h``.
+        probability : (N,) float64 ndarray
+            Face probability of each (from the crop that stands for it).
+        stage : (N,) int64 ndarray
+            Stage that decided it: 1 the tiny CNN, 2 the SkipNet (0 is the cascade).
+        """
+        gray = to_gray(image)
+        raw = self.proposer.candidates(gray, scale_factor, min_size, max_size)
+        reps, owner = near_duplicates(raw, self.window[0], self.dedup_cell)
+        verdict = self.verifier.verify(extract_crops(gray, raw[reps]))
+        return raw, verdict.face_probability[owner], verdict.decided_by[owner] + 1
 
     def _stages(self, windows, candidates, cascade_ms, verdict, decided) -> list[StageStats]:
         """The cascade's stage, then each verifier stage's decided / ms / FLOPs."""
@@ -389,6 +430,37 @@ class VerifiedDetector:
             f"VerifiedDetector({self.cascade!r}, first {self.stages} stages, "
             f"verifiers {'+'.join(self.verifier.stage_names)})"
         )
+
+
+def group_windows(
+    windows: np.ndarray,
+    probability: np.ndarray,
+    stage: np.ndarray,
+    min_neighbors: int,
+    shape: tuple[int, ...],
+    accept: float = ACCEPT,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Detections from judged windows (:meth:`VerifiedDetector.judge`), as ``detect`` makes them.
+
+    Windows with face probability above ``accept`` vote with their
+    :func:`face_evidence`; they are grouped by :func:`group_verified` and the boxes
+    clipped to an image of ``shape``.
+
+    Returns
+    -------
+    boxes : (K, 4) int32 ndarray
+    scores : (K,) float64 ndarray
+        Summed evidence of each box's windows.
+    box_stage : (K,) int64 ndarray
+        The latest stage that accepted one of each box's windows.
+    """
+    probability = np.asarray(probability, np.float64)
+    face = probability > accept
+    boxes, _, scores, box_stage = group_verified(
+        np.asarray(windows)[face], face_evidence(probability[face]),
+        np.asarray(stage)[face], min_neighbors)
+    boxes, kept = clip_boxes(boxes, np.arange(len(boxes)), shape)
+    return boxes, scores[kept], box_stage[kept]
 
 
 def load_verifier(cascade: Any = None, **kwargs) -> VerifiedDetector:
