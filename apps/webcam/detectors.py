@@ -74,9 +74,11 @@ def load_verifier(cascade: Detector) -> Detector:
     """
     try:
         import vj_dynamic
+
+        # The name is imported on first use: a missing PyTorch shows up here.
+        factory = getattr(vj_dynamic, "load_verifier", None)
     except ImportError as error:
         raise VerifierUnavailable(f"{VERIFIER_MISSING} ({error})") from None
-    factory = getattr(vj_dynamic, "load_verifier", None)
     if factory is None:
         raise VerifierUnavailable(VERIFIER_MISSING)
     try:
