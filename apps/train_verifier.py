@@ -24,18 +24,29 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-import torch
-from vj_dynamic.face.crop_sets import CropSet, assemble_crops
-from vj_dynamic.face.crops import CROP_MARGIN, CROP_SIZE, CROPS_VERSION
-from vj_dynamic.face.pipeline import TRAINING_SHARE, lenient_stages, resolve_cascade
-from vj_dynamic.face.scenes import make_scenes, orl_scenes
-from vj_dynamic.face.sources import split_sources
-from vj_dynamic.face.training import VerifierTrainConfig, mine_hard_negatives, train_verifiers
-from vj_dynamic.idk_tuning import OperatingPoint, plot_frontier
 
 import vj
 from vj.atomic import atomic_write_text
 from vj.image_sources import read_gray
+from vj.models import resolve
+
+try:  # PyTorch: when it is missing, main() says so in one line instead of a traceback
+    import torch
+    from vj_dynamic.face.crop_sets import CropSet, assemble_crops
+    from vj_dynamic.face.crops import CROP_MARGIN, CROP_SIZE, CROPS_VERSION
+    from vj_dynamic.face.pipeline import TRAINING_SHARE, lenient_stages, resolve_cascade
+    from vj_dynamic.face.scenes import make_scenes, orl_scenes
+    from vj_dynamic.face.sources import split_sources
+    from vj_dynamic.face.training import (
+        VerifierTrainConfig,
+        mine_hard_negatives,
+        train_verifiers,
+    )
+    from vj_dynamic.idk_tuning import OperatingPoint, plot_frontier
+except ImportError as error:
+    _MISSING: ImportError | None = error
+else:
+    _MISSING = None
 
 __all__ = ["ANNOTATORS", "CASCADES", "bootstrap", "build_crops", "build_parser", "main"]
 
@@ -144,8 +155,29 @@ def bootstrap(args: argparse.Namespace, verifier) -> CropSet:
     return CropSet.concatenate([photos, in_scenes])
 
 
+def _missing_cascade(args: argparse.Namespace) -> str | None:
+    """A cascade the run needs (``--cascade``, :data:`ANNOTATORS`) that is missing; else None.
+
+    Checked up front: a run that finds its crops cached first needs the annotators late.
+    """
+    for name in [*args.cascade, *ANNOTATORS]:
+        try:
+            resolve(name)
+        except FileNotFoundError as error:
+            return str(error)
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
+    if _MISSING is not None:  # before the parser: its defaults read the verifier settings
+        print(f"vj-train-verifier: needs PyTorch ({_MISSING}); pip install torch",
+              file=sys.stderr)
+        return 2
     args = build_parser().parse_args(argv)
+    problem = _missing_cascade(args)
+    if problem is not None:
+        print(f"vj-train-verifier: {problem}", file=sys.stderr)
+        return 2
     if args.threads < 1:
         print("vj-train-verifier: --threads must be >= 1", file=sys.stderr)
         return 2

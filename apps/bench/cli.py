@@ -14,6 +14,7 @@ Each sub-command takes its own options (``vj-bench detect --help``).
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import sys
 
 __all__ = ["SUBCOMMANDS", "main"]
@@ -27,9 +28,30 @@ SUBCOMMANDS = {
 DEFAULT = ("detect", "features")
 
 
+def _missing(name: str) -> str | None:
+    """What benchmark ``name`` needs and this install lacks, with the fix; None if nothing."""
+    if name == "dynamic" and importlib.util.find_spec("torch") is None:
+        return "vj-bench dynamic needs PyTorch, which is not installed; pip install torch"
+    if name == "detect":
+        import cv2
+
+        if not hasattr(cv2, "CascadeClassifier"):
+            return (f"vj-bench detect times OpenCV 4's CascadeClassifier, which OpenCV "
+                    f"{cv2.__version__} lacks; pip install 'opencv-python<5' to run it")
+    return None
+
+
 def _run(name: str, argv: list[str]) -> int:
-    module = importlib.import_module(SUBCOMMANDS[name][0])
-    return int(module.main(argv) or 0)
+    problem = _missing(name)
+    if problem is not None:
+        print(f"vj-bench: {problem}", file=sys.stderr)
+        return 2
+    try:
+        module = importlib.import_module(SUBCOMMANDS[name][0])
+        return int(module.main(argv) or 0)
+    except (ImportError, FileNotFoundError) as error:  # a model, a file or a library
+        print(f"vj-bench {name}: {error}", file=sys.stderr)
+        return 2
 
 
 def main(argv: list[str] | None = None) -> int:

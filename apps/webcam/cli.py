@@ -128,7 +128,8 @@ def _run(args: argparse.Namespace) -> int:
             verifier = load_verifier(cascade)
         except VerifierUnavailable as error:
             if args.verify:
-                raise
+                raise VerifierUnavailable(
+                    f"{error} (--no-verify runs the cascade alone)") from None
             _say(f"{error}; running the cascade alone")
     detectors = DetectorSwitch(cascade, verifier, verify=args.verify is not False)
     detectors.warmup()
