@@ -1,4 +1,10 @@
-"""``vj-detect``: detect faces (or any cascade's objects) in images, write JSON.
+"""``vj-detect``: detect faces (or any cascade's objects) in images, write JSON Lines / JSON.
+
+Results stream to a JSON Lines file as the work goes (``--jsonl``; one
+``{"image": ..., "boxes": [[x, y, w, h, score], ...]}`` per line, unreadable images as
+``{"image": ..., "error": ...}``), and ``--json`` converts them to the single JSON
+``{"<image>": [[x, y, w, h, score], ...]}`` at the end. ``--resume`` continues a killed
+run; ``--workers N`` / ``--scheduler ADDRESS`` run on a Dask cluster (``vj.batch``).
 
 Examples
 --------
@@ -7,20 +13,29 @@ Examples
     vj-detect photos/ --json faces.json
     vj-detect a.jpg b.png --json out.json --cascade opencv:alt2 --draw annotated/
     vj-detect photos/ --json faces.json --verify      # cascade + neural verifiers
+    vj-detect archive/ --jsonl faces.jsonl --workers 8 [--resume]
+    vj-detect archive/ --jsonl faces.jsonl --scheduler tcp://scheduler:8786 --resume
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import os
 import sys
+import warnings
 from pathlib import Path
 
-import cv2
-import numpy as np
+from tqdm import tqdm
 
 import vj
-from vj.atomic import atomic_write_text
+from vj.batch import (
+    PARTITION_SIZE,
+    DetectionSettings,
+    SchedulerUnreachableError,
+    detect_files,
+    iter_images,
+)
+from vj.batch_output import jsonl_to_json
 from vj.image_sources import IMAGE_SUFFIXES
 from vj.models import DEFAULT_MODEL, load_default_cascade
 
@@ -46,27 +61,25 @@ def collect_images(inputs: list[str]) -> list[tuple[Path, str]]:
     """(file, JSON key) pairs: directories are searched recursively for images.
 
     A file inside a directory argument is keyed by its path relative to that
-    directory; a file argument by the path exactly as given.
+    directory; a file argument by the path exactly as given (:func:`vj.batch.iter_images`).
     """
-    out: list[tuple[Path, str]] = []
-    for arg in inputs:
-        path = Path(arg)
-        if path.is_dir():
-            files = sorted(p for p in path.rglob("*")
-                           if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-            out += [(p, p.relative_to(path).as_posix()) for p in files]
-        else:
-            out.append((path, arg))
-    return out
+    return [(Path(p), key) for p, key in iter_images(inputs)]
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The command line of ``vj-detect``."""
     p = argparse.ArgumentParser(
-        prog="vj-detect", description="Detect faces in images and write the boxes as JSON."
+        prog="vj-detect", description="Detect faces in images; write the boxes as JSON Lines "
+        "(streamed, resumable) and/or JSON."
     )
     p.add_argument("inputs", nargs="+", metavar="IMAGES_OR_DIRS")
-    p.add_argument("--json", required=True, metavar="OUT",
-                   help='output: {"<image>": [[x, y, w, h, score], ...], ...}')
+    p.add_argument("--json", metavar="OUT",
+                   help='single JSON at the end: {"<image>": [[x, y, w, h, score], ...], ...}')
+    p.add_argument("--jsonl", metavar="OUT",
+                   help='JSON Lines, appended as work finishes: {"image": ..., "boxes": [...]} '
+                   'or {"image": ..., "error": ...} per line')
+    p.add_argument("--resume", action="store_true",
+                   help="continue a killed run: skip the images already in the output")
     p.add_argument("--cascade", default=None, metavar="NAME|PATH",
                    help=f"built-in name ({', '.join(sorted(vj.BUILTIN))}), an OpenCV Haar XML "
                    f"or an own model file (default: {DEFAULT_CASCADE})")
@@ -78,73 +91,76 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--verify", action=argparse.BooleanOptionalAction, default=False,
                    help="check the cascade's windows with the built-in neural verifiers "
                    "(vj_dynamic.face.pipeline); scores become the verified windows' evidence")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--workers", type=int, metavar="N",
+                       help="run on an embedded Dask LocalCluster of N processes "
+                       "(needs the dask extra)")
+    where.add_argument("--scheduler", metavar="ADDRESS",
+                       help="run on a Dask cluster, e.g. tcp://scheduler:8786")
+    p.add_argument("--partition-size", type=int, default=PARTITION_SIZE, metavar="N",
+                   help=f"images per task and per flush of the output (default {PARTITION_SIZE})")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True,
+                   help="progress bar with images/s on stderr")
     return p
 
 
-def _load(cascade: str | None):
-    if cascade is not None:
-        return vj.load(cascade)
+def _cascade(name: str | None) -> vj.Cascade:
+    if name is not None:
+        return vj.load_cascade(name)
     model, _, notice = load_default_cascade()
     if notice:
         print(f"vj-detect: {notice}", file=sys.stderr)
-    return vj.load(model)
+    return model
+
+
+def _report_errors(records: list[dict]) -> None:
+    for r in records:
+        if "error" in r:
+            tqdm.write(f"vj-detect: skipping unreadable image {r['image']}: {r['error']}",
+                       file=sys.stderr)
+        elif "warning" in r:
+            tqdm.write(f"vj-detect: {r['image']}: {r['warning']}", file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    p = build_parser()
+    args = p.parse_args(argv)
+    if args.json is None and args.jsonl is None:
+        p.error("give --jsonl OUT and/or --json OUT")
+    # Without --jsonl the JSON Lines are a scratch file beside the JSON, kept only
+    # while the run is unfinished (so that --resume can continue it).
+    stream = args.jsonl or f"{args.json}.partial.jsonl"
     try:
-        det = _load(args.cascade)
-        if args.verify:
-            # Imported here: PyTorch loads only when verification is asked for.
-            from vj_dynamic.face.pipeline import load_verifier
-
-            det = load_verifier(det)
-    except (FileNotFoundError, ValueError) as exc:
+        settings = DetectionSettings(args.scale_factor, args.min_neighbors, args.min_size,
+                                     args.max_size)
+        cascade = _cascade(args.cascade)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # the fallback notice is printed
+            summary = detect_files(
+                iter_images(args.inputs), stream, cascade=cascade, settings=settings,
+                verify=args.verify, workers=args.workers, scheduler=args.scheduler,
+                resume=args.resume, overwrite=args.jsonl is None,
+                partition_size=args.partition_size, draw_dir=args.draw,
+                progress=args.progress, on_partition=_report_errors)
+    except (FileNotFoundError, ValueError, ModuleNotFoundError,
+            SchedulerUnreachableError) as exc:
         print(f"vj-detect: {exc}", file=sys.stderr)
         return 2
-    images = collect_images(args.inputs)
-    results: dict[str, list[list[float]]] = {}
-    failed = 0
-    draw_dir = Path(args.draw) if args.draw else None
-    for path, key in images:
-        img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-        if img is None:
-            print(f"vj-detect: skipping unreadable image {path}", file=sys.stderr)
-            failed += 1
-            continue
-        if img.dtype != np.uint8:  # 16-bit PNG/TIFF: scale to 8 bits
-            img = cv2.convertScaleAbs(img, alpha=255.0 / max(float(img.max()), 1.0))
-        try:
-            boxes, scores = det.detect(img, scale_factor=args.scale_factor,
-                                       min_neighbors=args.min_neighbors,
-                                       min_size=args.min_size, max_size=args.max_size,
-                                       return_scores=True)
-        except ValueError as exc:
-            print(f"vj-detect: {path}: {exc}", file=sys.stderr)
-            return 2
-        results[key] = [[*map(int, b), float(s)] for b, s in zip(boxes, scores, strict=True)]
-        if draw_dir is not None:
-            _draw(img, boxes, draw_dir / key)
-    atomic_write_text(args.json, json.dumps(results, indent=1) + "\n")
-    n_boxes = sum(len(v) for v in results.values())
-    print(f"vj-detect: {len(results)} images, {n_boxes} detections, {failed} unreadable "
-          f"-> {args.json}", file=sys.stderr)
-    return 0 if results or not images else 1
-
-
-def _draw(img: np.ndarray, boxes: np.ndarray, out: Path) -> None:
-    if img.ndim == 2 or img.shape[2] == 1:
-        canvas = cv2.cvtColor(img.reshape(img.shape[:2]), cv2.COLOR_GRAY2BGR)
-    elif img.shape[2] == 4:
-        canvas = cv2.cvtColor(img, cv2.COLOR_BGRA2BGR)
+    line = (f"vj-detect: {summary.images} images ({summary.images_per_s:.1f}/s), "
+            f"{summary.boxes} detections, {summary.errors} unreadable")
+    if summary.skipped:
+        line += f", {summary.skipped} already done"
+    if args.json is not None:
+        counts = jsonl_to_json(stream, args.json)
+        if args.jsonl is None:
+            os.unlink(stream)
+        line += f" -> {args.json} ({counts['images']} images)"
+        readable = counts["images"]
     else:
-        canvas = img.copy()
-    for x, y, w, h in boxes.tolist():
-        cv2.rectangle(canvas, (x, y), (x + w, y + h), (0, 255, 0), 2)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if not cv2.imwrite(str(out.with_suffix(".png") if out.suffix.lower() == ".pgm" else out),
-                       canvas):
-        print(f"vj-detect: could not write {out}", file=sys.stderr)
+        line += f" -> {args.jsonl}"
+        readable = summary.images - summary.errors + summary.skipped
+    print(line, file=sys.stderr)
+    return 0 if readable or not (summary.images + summary.skipped) else 1
 
 
 if __name__ == "__main__":
