@@ -187,7 +187,9 @@ def _fetch_one(name: str, base_url: str, folder: Path, timeout: float) -> str | 
     url = base_url + filename
     try:
         data = _download(url, timeout)
-    except (OSError, ValueError) as error:  # URLError, HTTPError, timeouts are OSErrors
+    except urllib.error.HTTPError as error:
+        return f"{filename}: cannot download {url} (HTTP {error.code} {error.reason})"
+    except (OSError, ValueError) as error:  # URLError and timeouts are OSErrors
         reason = getattr(error, "reason", None) or error
         return f"{filename}: cannot download {url} ({reason})"
     got = _sha256(data)

@@ -68,10 +68,10 @@ def resolve(name_or_path: str | os.PathLike) -> Path:
         candidate = data_dir() / BUILTIN[text]
         if candidate.is_file():
             return candidate
-        raise FileNotFoundError(
-            f"built-in model {text!r} is missing: {candidate} not found (reinstall vj-faces, "
-            "or set VJ_MODELS to a folder that holds it)"
-        )
+        fix = ("point VJ_MODELS at the folder of the shipped models, or unset it"
+               if os.environ.get("VJ_MODELS") else "reinstall vj-faces")
+        raise FileNotFoundError(f"built-in model {text!r} is missing: {candidate} not found; "
+                                f"{fix}")
     if os.sep not in text and text in {f for f, _ in OPENCV_CASCADES.values()}:
         found = find_opencv_xml(text)
         if found is not None:
