@@ -38,6 +38,46 @@ def _median_seconds(fn: Callable[[], object], repeats: int) -> float:
     return float(np.median(times))
 
 
+def _vj_run(features: HaarFeatureSet, patches: np.ndarray, chunk: int,
+            layout: str) -> Callable[[], None]:
+    """One warmed-up, timeable pass of vj over every feature and window in ``layout``."""
+    n_feat, n_samples = len(features), len(patches)
+    buf = np.empty(min(chunk, n_feat) * n_samples, dtype=np.float32)
+
+    def go() -> None:
+        sums, sqsums, _ = integral_stack(patches)
+        factors, _ = norm_factors_from_integrals(sums, sqsums)
+        for start in range(0, n_feat, chunk):
+            index = np.arange(start, min(start + chunk, n_feat))
+            k = len(index)
+            shape = (k, n_samples) if layout == "features_major" else (n_samples, k)
+            features.evaluate_integrals(sums, None, factors, feature_index=index,
+                                        out=buf[: k * n_samples].reshape(shape), layout=layout)
+
+    go()
+    return go
+
+
+def _time_skimage(patches: np.ndarray, window: int, n_features: int, n_windows: int,
+                  repeats: int) -> tuple[int, int, float]:
+    """``(features, windows, median seconds)`` of scikit-image on an evenly strided subset."""
+    from skimage.feature import haar_like_feature, haar_like_feature_coord
+    from skimage.transform import integral_image
+
+    coords, types = haar_like_feature_coord(window, window, _SKIMAGE_TYPES)
+    pick = np.linspace(0, len(coords) - 1, min(n_features, len(coords))).astype(np.int64)
+    coords, types = coords[pick], types[pick]
+    n_win = min(n_windows, len(patches))
+    tables = [integral_image(p) for p in patches[:n_win]]
+
+    def theirs() -> None:
+        for ii in tables:
+            haar_like_feature(ii, 0, 0, window, window, feature_type=types, feature_coord=coords)
+
+    theirs()
+    return len(pick), n_win, _median_seconds(theirs, repeats)
+
+
 def run(
     n_samples: int = 1000,
     window: int = 24,
@@ -76,9 +116,6 @@ def run(
         ``skimage_values_per_s``, ``speedup`` (vj over scikit-image, per value)
         and the arguments.
     """
-    from skimage.feature import haar_like_feature, haar_like_feature_coord
-    from skimage.transform import integral_image
-
     for name, v in (("n_samples", n_samples), ("window", window), ("repeats", repeats),
                     ("chunk", chunk), ("skimage_features", skimage_features),
                     ("skimage_windows", skimage_windows)):
@@ -96,43 +133,13 @@ def run(
         features.evaluate(patches[:2], feature_index=np.arange(min(n_feat, 64)), layout=layout)
     cold = time.perf_counter() - t0
 
-    def ours(layout: str) -> Callable[[], None]:
-        width = min(chunk, n_feat)
-        buf = np.empty(width * n_samples, dtype=np.float32)
-
-        def go() -> None:
-            sums, sqsums, _ = integral_stack(patches)
-            factors, _ = norm_factors_from_integrals(sums, sqsums)
-            for start in range(0, n_feat, chunk):
-                index = np.arange(start, min(start + chunk, n_feat))
-                k = len(index)
-                shape = (k, n_samples) if layout == "features_major" else (n_samples, k)
-                features.evaluate_integrals(sums, None, factors, feature_index=index,
-                                            out=buf[: k * n_samples].reshape(shape), layout=layout)
-
-        return go
-
     total = n_feat * n_samples
-    results: dict[str, float] = {}
-    for layout in ("features_major", "samples_major"):
-        fn = ours(layout)
-        fn()
-        results[layout] = _median_seconds(fn, repeats)
-
-    coords, types = haar_like_feature_coord(window, window, _SKIMAGE_TYPES)
-    pick = np.linspace(0, len(coords) - 1, min(skimage_features, len(coords))).astype(np.int64)
-    coords, types = coords[pick], types[pick]
-    n_win = min(skimage_windows, n_samples)
-    tables = [integral_image(p) for p in patches[:n_win]]
-
-    def theirs() -> None:
-        for ii in tables:
-            haar_like_feature(ii, 0, 0, window, window, feature_type=types, feature_coord=coords)
-
-    theirs()
-    sk_s = _median_seconds(theirs, repeats)
+    results = {layout: _median_seconds(_vj_run(features, patches, chunk, layout), repeats)
+               for layout in ("features_major", "samples_major")}
+    n_pick, n_win, sk_s = _time_skimage(patches, window, skimage_features, skimage_windows,
+                                        repeats)
     vj_rate = total / results["features_major"]
-    sk_rate = len(pick) * n_win / sk_s
+    sk_rate = n_pick * n_win / sk_s
     return {
         "window": window,
         "n_features": n_feat,
@@ -145,7 +152,7 @@ def run(
         "vj_values_per_s": vj_rate,
         "vj_samples_major_s": results["samples_major"],
         "vj_samples_major_values_per_s": total / results["samples_major"],
-        "skimage_features": len(pick),
+        "skimage_features": n_pick,
         "skimage_windows": n_win,
         "skimage_s": sk_s,
         "skimage_values_per_s": sk_rate,
