@@ -1,4 +1,4 @@
-"""``vj-detect``: JSON for every readable image, unreadable ones reported and skipped."""
+"""``vj-detect``: JSON Lines streamed and resumable, JSON at the end; unreadable images recorded."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import json
 
 import cv2
 import numpy as np
+import pytest
 import skimage.data
 from vj_apps.detect import main, parse_size
 
@@ -52,3 +53,48 @@ def test_bad_cascade_is_a_clear_error(tmp_path, capsys):
 def test_parse_size():
     assert parse_size("40") == (40, 40)
     assert parse_size("40x30") == (40, 30)
+
+
+def _photos(tmp_path):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    gray = cv2.cvtColor(skimage.data.astronaut(), cv2.COLOR_RGB2GRAY)
+    for i in range(5):
+        cv2.imwrite(str(photos / f"{i}.png"), np.roll(gray, 40 * i, axis=1))
+    (photos / "bad.jpg").write_bytes(b"x")
+    return photos
+
+
+def test_jsonl_stream_and_resume(tmp_path, capsys):
+    photos = _photos(tmp_path)
+    jsonl = tmp_path / "out.jsonl"
+    args = [str(photos), "--jsonl", str(jsonl), "--cascade", "opencv:alt2",
+            "--partition-size", "2", "--no-progress"]
+    assert main(args) == 0
+    lines = [json.loads(line) for line in jsonl.read_text().splitlines()]
+    assert sorted(r["image"] for r in lines) == ["0.png", "1.png", "2.png", "3.png", "4.png",
+                                                 "bad.jpg"]
+    assert [r for r in lines if r["image"] == "bad.jpg"][0]["error"]
+    assert all(len(r["boxes"]) == 1 for r in lines if r["image"] != "bad.jpg")
+    assert main(args) == 2  # an existing output is never appended to without --resume
+    assert "--resume" in capsys.readouterr().err
+    jsonl.write_text("".join(line + "\n" for line in jsonl.read_text().splitlines()[:3]))
+    assert main([*args, "--resume"]) == 0
+    again = [json.loads(line) for line in jsonl.read_text().splitlines()]
+    assert sorted(map(json.dumps, again)) == sorted(map(json.dumps, lines))
+    assert "3 already done" in capsys.readouterr().err
+
+
+def test_json_only_leaves_no_scratch_file(tmp_path):
+    photos = _photos(tmp_path)
+    out = tmp_path / "o.json"
+    assert main([str(photos), "--json", str(out), "--cascade", "opencv:alt2",
+                 "--no-progress"]) == 0
+    assert sorted(json.loads(out.read_text())) == ["0.png", "1.png", "2.png", "3.png", "4.png"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["o.json", "photos"]
+
+
+def test_an_output_is_required(capsys):
+    with pytest.raises(SystemExit):
+        main(["x.png"])
+    assert "--jsonl OUT and/or --json OUT" in capsys.readouterr().err

@@ -90,8 +90,8 @@ class JsonlOutput:
             self.done = {r["image"] for r in read_jsonl(self.path)}
             self._cut_torn_tail()
         elif exists and not overwrite:
-            raise ValueError(f"{self.path} already exists; pass resume to continue it "
-                             "(--resume) or remove it")
+            raise ValueError(f"{self.path} already exists: continue it with resume "
+                             "(vj-detect --resume) or remove it")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._fh = open(self.path, "ab" if resume else "wb")  # noqa: SIM115 (closed in close)
 
