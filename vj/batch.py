@@ -246,7 +246,15 @@ def _run_on_cluster(model: Cascade, verify: bool, workers: int | None, scheduler
                     draw: str | None, handle: Callable[[list[dict[str, Any]]], None],
                     bar: tqdm | None) -> None:
     # Imported here: the single-process path never loads Dask.
-    from .batch_dask import cluster_client, dashboard_line, run_partitions
+    try:
+        from .batch_dask import cluster_client, dashboard_line, run_partitions
+    except ModuleNotFoundError as exc:
+        if exc.name not in ("dask", "distributed"):
+            raise
+        raise ModuleNotFoundError(
+            f"running on a cluster needs Dask ({exc.name} is not installed): "
+            "pip install 'vj-faces[dask]' (or pip install distributed)", name=exc.name
+        ) from None
 
     threads = max(1, (os.cpu_count() or 1) // workers) if workers is not None else None
     with cluster_client(workers, scheduler) as client:
