@@ -37,6 +37,7 @@ from tqdm import tqdm
 from .batch_output import JsonlOutput
 from .batch_worker import DetectionSettings, DetectorSpec, detect_partition, install_detector
 from .cascade import Cascade
+from .cluster import SchedulerUnreachableError, cluster_client, dashboard_line
 from .image_sources import IMAGE_SUFFIXES
 from .models import load_default_cascade, read_cascade
 
@@ -46,10 +47,6 @@ __all__ = ["BatchSummary", "DetectionSettings", "SchedulerUnreachableError", "de
 #: Images per task: large enough that scheduling costs nothing next to detection,
 #: small enough that a killed worker or client loses little work.
 PARTITION_SIZE = 32
-
-
-class SchedulerUnreachableError(ConnectionError):
-    """The Dask scheduler at the given address did not answer in time."""
 
 
 @dataclass
@@ -245,19 +242,12 @@ def _run_on_cluster(model: Cascade, verify: bool, workers: int | None, scheduler
                     parts: Iterator[list[tuple[str, str]]], settings: DetectionSettings,
                     draw: str | None, handle: Callable[[list[dict[str, Any]]], None],
                     bar: tqdm | None) -> None:
-    # Imported here: the single-process path never loads Dask.
-    try:
-        from .batch_dask import cluster_client, dashboard_line, run_partitions
-    except ModuleNotFoundError as exc:
-        if exc.name not in ("dask", "distributed"):
-            raise
-        raise ModuleNotFoundError(
-            f"running on a cluster needs Dask ({exc.name} is not installed): "
-            "pip install 'vj-faces[dask]' (or pip install distributed)", name=exc.name
-        ) from None
-
+    # One kernel thread per core of an embedded cluster's worker; a remote cluster's
+    # workers keep their own settings.
     threads = max(1, (os.cpu_count() or 1) // workers) if workers is not None else None
     with cluster_client(workers, scheduler) as client:
+        from .batch_dask import run_partitions  # imports Dask, which cluster_client checked
+
         if bar is not None:
             bar.write(dashboard_line(client), file=sys.stderr)
         spec = DetectorSpec(model, verify, kernel_threads=threads)

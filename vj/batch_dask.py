@@ -1,4 +1,4 @@
-"""Batch detection on a Dask cluster: an embedded ``LocalCluster`` or a scheduler's address.
+"""Batch detection on a Dask cluster (a client from :func:`vj.cluster.cluster_client`).
 
 Imported only when a cluster is asked for; needs the ``dask`` extra (``distributed``).
 
@@ -19,23 +19,15 @@ How nothing is lost or duplicated:
 
 from __future__ import annotations
 
-import contextlib
-import logging
 import os
 from collections.abc import Callable, Iterator
-from importlib.util import find_spec
 from typing import Any
 
-from distributed import Client, KilledWorker, LocalCluster, WorkerPlugin, as_completed
+from distributed import Client, KilledWorker, WorkerPlugin, as_completed
 
-from .batch import SchedulerUnreachableError
 from .batch_worker import DetectionSettings, DetectorSpec, detect_partition, install_detector
 
-__all__ = ["CONNECT_TIMEOUT_S", "DetectorPlugin", "SchedulerUnreachableError", "cluster_client",
-           "dashboard_line", "run_partitions"]
-
-#: Seconds to wait for a scheduler before giving up with a clear error.
-CONNECT_TIMEOUT_S = 5.0
+__all__ = ["DetectorPlugin", "run_partitions"]
 
 #: Partitions in flight per worker thread: enough to keep workers busy, few enough
 #: that the client and scheduler hold little however many images there are.
@@ -55,57 +47,6 @@ class DetectorPlugin(WorkerPlugin):
 
     def setup(self, worker: Any) -> None:
         install_detector(self.spec)
-
-
-@contextlib.contextmanager
-def cluster_client(workers: int | None = None, scheduler: str | None = None,
-                   timeout: float = CONNECT_TIMEOUT_S) -> Iterator[Client]:
-    """A Dask client: an embedded ``LocalCluster`` of ``workers`` processes, or ``scheduler``.
-
-    Parameters
-    ----------
-    workers : int, optional
-        Processes of the embedded cluster, one thread each.
-    scheduler : str, optional
-        Address of a running scheduler, e.g. ``"tcp://10.0.0.5:8786"``.
-    timeout : float
-        Seconds to wait for the scheduler.
-
-    Raises
-    ------
-    ValueError
-        If both or neither of ``workers`` and ``scheduler`` are given.
-    SchedulerUnreachableError
-        If the scheduler does not answer within ``timeout`` seconds.
-    """
-    if (workers is None) == (scheduler is None):
-        raise ValueError("give exactly one of workers (an embedded cluster) and scheduler")
-    if scheduler is not None:
-        try:
-            client = Client(scheduler, timeout=timeout, set_as_default=False)
-        except (OSError, TimeoutError, ValueError) as exc:
-            raise SchedulerUnreachableError(
-                f"cannot reach the Dask scheduler at {scheduler!r} within {timeout:g} s "
-                f"({exc}); is it running, and is the address host:port of its TCP port "
-                "(default 8786)?") from None
-        with client:
-            yield client
-        return
-    if int(workers) != workers or workers < 1:
-        raise ValueError(f"workers must be a positive integer, got {workers!r}")
-    with LocalCluster(n_workers=int(workers), threads_per_worker=1, processes=True,
-                      dashboard_address=":0", silence_logs=logging.ERROR) as cluster, \
-            Client(cluster, set_as_default=False) as client:
-        yield client
-
-
-def dashboard_line(client: Client) -> str:
-    """A line naming the cluster and its dashboard link."""
-    n = len(client.scheduler_info().get("workers", {}))
-    link = client.dashboard_link
-    if find_spec("bokeh") is None:
-        link += " (install bokeh to serve it)"
-    return f"Dask cluster {client.scheduler.address}, {n} workers; dashboard: {link}"
 
 
 def _in_flight(client: Client) -> int:

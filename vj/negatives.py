@@ -27,13 +27,15 @@ the stream stands, and the same seed always walks the same stream.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import cv2
 import numba
@@ -45,7 +47,7 @@ from .feature_eval import window_norm_factors
 from .image_sources import list_images, read_gray
 from .threads import concurrent_calls_safe
 
-__all__ = ["BackgroundPool", "MiningState", "mine_negatives"]
+__all__ = ["BackgroundPool", "JobRunner", "MiningState", "ThreadJobs", "mine_negatives"]
 
 
 class BackgroundPool:
@@ -161,6 +163,42 @@ class MiningState:
         return sum(len(p) for p in self.patches)
 
 
+class JobRunner(Protocol):
+    """Runs a stage's scan jobs; results come back in job order.
+
+    ``scanning(scan)`` is a context manager giving a function that maps
+    ``scan`` (a :class:`_JobScanner`) over a range of job numbers and yields the
+    results in order; ``batch_jobs`` is how many jobs the search asks for at once.
+    """
+
+    batch_jobs: int
+
+    def scanning(self, scan: _JobScanner
+                 ) -> contextlib.AbstractContextManager[Callable[[range], Iterable]]: ...
+
+
+class ThreadJobs:
+    """Scan jobs on threads of this process (the default :class:`JobRunner`).
+
+    Parameters
+    ----------
+    workers : int, optional
+        Threads (default: Numba's thread count; 1 under Numba's workqueue layer).
+    """
+
+    def __init__(self, workers: int | None = None) -> None:
+        workers = workers or numba.get_num_threads()
+        if not concurrent_calls_safe():
+            workers = 1  # Numba's workqueue layer takes one calling thread at a time
+        self.workers = int(workers)
+        self.batch_jobs = 4 * self.workers
+
+    @contextlib.contextmanager
+    def scanning(self, scan: _JobScanner) -> Iterator[Callable[[range], Iterable]]:
+        with ThreadPoolExecutor(max_workers=self.workers) as ex:
+            yield lambda batch: ex.map(scan, batch)
+
+
 def _job_rng(seed: int, stage: int, job: int) -> np.random.Generator:
     return np.random.default_rng([seed, stage, 2, job])
 
@@ -179,6 +217,7 @@ def mine_negatives(
     checkpoint_every_s: float = 60.0,
     progress: Callable[[MiningState], None] | None = None,
     workers: int | None = None,
+    jobs: JobRunner | None = None,
 ) -> tuple[np.ndarray, MiningState, bool]:
     """Find ``n_needed`` windows of the backgrounds that ``cascade`` accepts.
 
@@ -206,6 +245,9 @@ def mine_negatives(
     workers : int, optional
         Jobs scanned concurrently, each on one thread (default: Numba's thread
         count). Results are applied in job order, so they do not depend on it.
+    jobs : JobRunner, optional
+        Where the scan jobs run instead of this process's threads, e.g. a Dask
+        cluster (:class:`vj.negatives_dask.ClusterJobs`); the same results.
 
     Returns
     -------
@@ -221,16 +263,14 @@ def mine_negatives(
         raise ValueError(f"acceptance_hint must be in (0, 1], got {acceptance_hint}")
     per_job = per_job or max(1, math.ceil(n_needed / 500))
     state = state or MiningState()
-    workers = workers or numba.get_num_threads()
-    if not concurrent_calls_safe():
-        workers = 1  # Numba's workqueue layer takes one calling thread at a time
     scan = _JobScanner(pool, cascade, seed, stage, per_job, n_needed, acceptance_hint)
     last_save = time.monotonic()
-    with ThreadPoolExecutor(max_workers=workers) as ex:
+    runner = jobs if jobs is not None else ThreadJobs(workers)
+    with runner.scanning(scan) as run_jobs:
         while state.found < n_needed and state.next_job < 2 * scan.n_jobs:
             start = state.next_job
-            batch = range(start, min(2 * scan.n_jobs, start + 4 * workers))
-            _add_job_results(state, ex.map(scan, batch), start, n_needed)
+            batch = range(start, min(2 * scan.n_jobs, start + runner.batch_jobs))
+            _add_job_results(state, run_jobs(batch), start, n_needed)
             if progress is not None:
                 progress(state)
             if checkpoint is not None and time.monotonic() - last_save > checkpoint_every_s:
@@ -274,6 +314,7 @@ class _JobScanner:
         self.pool, self.cascade = pool, cascade
         self.seed, self.stage = seed, stage
         self.per_job, self.n_needed = per_job, n_needed
+        self.acceptance_hint = acceptance_hint
         self.jobs = pool.jobs(seed, stage)
         self.n_jobs = len(self.jobs)
         self.offset = float(np.random.default_rng([seed, stage, 3]).random())

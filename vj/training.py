@@ -38,7 +38,7 @@ import numpy as np
 from .boosting import trees_from_arrays, trees_to_arrays
 from .cascade import Cascade
 from .features import HaarFeatureSet
-from .negatives import BackgroundPool, MiningState
+from .negatives import BackgroundPool, JobRunner, MiningState
 from .positives import PositiveSplit
 from .training_checkpoint import load_checkpoint, save_checkpoint
 from .training_config import TrainingConfig
@@ -130,6 +130,7 @@ class _Run:
         self.mining: MiningState | None = None  # current stage's search, if started
         self.booster_state: dict[str, np.ndarray] | None = None
         self.progress = progress if progress is not None else TrainingProgress(show=False)
+        self.mining_jobs: JobRunner | None = None  # where negative mining runs (None: here)
 
     @property
     def stage(self) -> int:
@@ -217,6 +218,7 @@ def train_cascade(
     *,
     resume: bool = True,
     progress: bool = True,
+    mining_jobs: JobRunner | None = None,
 ) -> TrainingResult:
     """Train a cascade (see the module notes).
 
@@ -234,6 +236,10 @@ def train_cascade(
         match); False starts afresh and overwrites it.
     progress : bool
         Show tqdm progress bars.
+    mining_jobs : JobRunner, optional
+        Where negative mining scans the backgrounds, e.g. a Dask cluster
+        (:class:`vj.negatives_dask.ClusterJobs`); default this process's threads.
+        The cascade does not depend on it.
 
     Returns
     -------
@@ -250,6 +256,7 @@ def train_cascade(
     if wd is not None:
         wd.mkdir(parents=True, exist_ok=True)
     run = _Run(config, positives, pool, wd, TrainingProgress(show=progress))
+    run.mining_jobs = mining_jobs
     if resume:
         run.load()
     features = HaarFeatureSet.enumerate(*config.window, config.mode)

@@ -92,7 +92,7 @@ def _mine_negatives(run: _Run, features: HaarFeatureSet
         negatives, state, exhausted = mine_negatives(
             run.pool, cascade, cfg.num_neg, seed=cfg.seed, stage=run.stage, state=run.mining,
             acceptance_hint=hint, checkpoint=on_checkpoint,
-            checkpoint_every_s=cfg.checkpoint_every_s, progress=on_job)
+            checkpoint_every_s=cfg.checkpoint_every_s, progress=on_job, jobs=run.mining_jobs)
     run.mining = state
     return negatives, state, exhausted
 

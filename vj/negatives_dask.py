@@ -1,0 +1,177 @@
+"""Hard-negative mining on a Dask cluster: a stage's scan jobs spread over the workers.
+
+:class:`ClusterJobs` is a :class:`vj.negatives.JobRunner`: :func:`vj.negatives.mine_negatives`
+hands it ranges of job numbers and applies the results in job order, exactly as with
+threads, so a cluster finds the same negatives (and training makes the same cascade)
+as one process with the same seed.
+
+What travels:
+
+* the background pool once per worker: its file paths and image sizes when the
+  images are files (each worker reads an image the first time a job needs it, and
+  checks its size), else the pixels;
+* per stage, the cascade so far and the stage's search settings, once per worker;
+* per task, a few consecutive job numbers; back, the windows those jobs keep.
+
+Tasks are pure functions of the job number, so a task that Dask reruns after a
+worker died returns the same windows. One batch of jobs is submitted ahead, so the
+workers do not wait while this process merges results.
+
+Imported only when a cluster is used; needs the ``dask`` extra (``distributed``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from distributed import Client, Future
+
+from .image_sources import read_gray
+from .negatives import BackgroundPool, _JobScanner
+
+__all__ = ["ClusterJobs"]
+
+#: Scan jobs per task: a job takes from well under a millisecond (early stages,
+#: random regions) to tens of milliseconds (late stages, whole levels).
+JOBS_PER_TASK = 8
+#: Tasks in flight per worker thread in one batch.
+TASKS_PER_THREAD = 4
+
+#: Per worker process: background pools and stage scanners, by token (the latest few).
+_POOLS: dict[str, BackgroundPool] = {}
+_SCANNERS: dict[str, _JobScanner] = {}
+_KEEP = 2
+
+
+class _FileImages(Sequence):
+    """A pool's images, read from their files on first use (and kept)."""
+
+    def __init__(self, paths: list[str], shapes: list[tuple[int, int]]) -> None:
+        self.paths, self.shapes = paths, shapes
+        self._cache: dict[int, np.ndarray] = {}
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int) -> np.ndarray:  # type: ignore[override]
+        if i not in self._cache:
+            img = read_gray(self.paths[i])
+            if img.shape != tuple(self.shapes[i]):
+                raise ValueError(
+                    f"background {self.paths[i]} is {img.shape[1]}x{img.shape[0]} on this "
+                    f"worker but {self.shapes[i][1]}x{self.shapes[i][0]} where training "
+                    "runs; the workers must see the same files at the same paths")
+            self._cache[i] = img
+        return self._cache[i]
+
+
+class _PoolFiles:
+    """What a worker needs to rebuild a pool of image files: paths, sizes, settings."""
+
+    def __init__(self, pool: BackgroundPool) -> None:
+        self.paths = list(pool.paths)
+        self.shapes = [im.shape for im in pool.images]
+        self.window, self.scale_factor = pool.window, pool.scale_factor
+        self.n_levels = pool.n_levels
+
+    def pool(self) -> BackgroundPool:
+        # The pool's own constructor would read every image; set its state instead.
+        pool = BackgroundPool.__new__(BackgroundPool)
+        pool.window, pool.scale_factor = self.window, self.scale_factor
+        pool.paths, pool.n_levels = self.paths, self.n_levels
+        pool.images = _FileImages(self.paths, self.shapes)  # type: ignore[assignment]
+        return pool
+
+
+def _remember(cache: dict[str, Any], key: str, value: Any) -> Any:
+    while len(cache) >= _KEEP:
+        cache.pop(next(iter(cache)))
+    cache[key] = value
+    return value
+
+
+def _scan_jobs(pool_key: str, pool_source: BackgroundPool | _PoolFiles, scan_key: str,
+               scan_args: tuple, jobs: range) -> list[tuple[np.ndarray, int, int]]:
+    """Run scan jobs ``jobs`` in a worker: ``(windows, n_scanned, n_accepted)`` per job."""
+    scan = _SCANNERS.get(scan_key)
+    if scan is None:
+        pool = _POOLS.get(pool_key)
+        if pool is None:
+            source = pool_source
+            pool = _remember(_POOLS, pool_key, source.pool() if isinstance(source, _PoolFiles)
+                             else source)
+        scan = _remember(_SCANNERS, scan_key, _JobScanner(pool, *scan_args))
+    return [scan(j) for j in jobs]
+
+
+class ClusterJobs:
+    """Run negative-mining scan jobs on a Dask cluster (a :class:`vj.negatives.JobRunner`).
+
+    Parameters
+    ----------
+    client : distributed.Client
+        E.g. from :func:`vj.cluster.cluster_client`.
+    pool : BackgroundPool
+        The pool every stage mines; sent to each worker once (paths when its images
+        are files every worker can read at the same paths, pixels otherwise).
+    jobs_per_task : int
+        Consecutive scan jobs per task.
+
+    Examples
+    --------
+    >>> from vj.cluster import cluster_client
+    >>> with cluster_client(workers=2) as client:                   # doctest: +SKIP
+    ...     result = train_cascade(positives, pool, config, "out/",
+    ...                            mining_jobs=ClusterJobs(client, pool))
+    """
+
+    def __init__(self, client: Client, pool: BackgroundPool,
+                 jobs_per_task: int = JOBS_PER_TASK) -> None:
+        if int(jobs_per_task) != jobs_per_task or jobs_per_task < 1:
+            raise ValueError(f"jobs_per_task must be a positive integer, got {jobs_per_task!r}")
+        self.client = client
+        self.jobs_per_task = int(jobs_per_task)
+        files = all(Path(p).is_file() for p in pool.paths)
+        self._pool_key = uuid.uuid4().hex
+        # A list of one: scatter sends each element of a sequence on its own.
+        self._pool = client.scatter([_PoolFiles(pool) if files else pool], broadcast=True,
+                                    hash=False)[0]
+        threads = max(1, sum(client.nthreads().values()))
+        self.batch_jobs = self.jobs_per_task * TASKS_PER_THREAD * threads
+
+    @contextlib.contextmanager
+    def scanning(self, scan: _JobScanner) -> Iterator[Callable[[range], Iterable]]:
+        """A function mapping ``scan`` over job ranges on the cluster, results in order."""
+        scan_key = uuid.uuid4().hex
+        args = self.client.scatter([(scan.cascade, scan.seed, scan.stage, scan.per_job,
+                                     scan.n_needed, scan.acceptance_hint)], broadcast=True,
+                                   hash=False)[0]
+        end = 2 * scan.n_jobs
+        pending: dict[tuple[int, int], Future] = {}
+
+        def chunks(lo: int, hi: int) -> list[tuple[int, int]]:
+            return [(a, min(a + self.jobs_per_task, hi)) for a in range(lo, hi, self.jobs_per_task)]
+
+        def run(batch: range) -> Iterator[tuple[np.ndarray, int, int]]:
+            mine = chunks(batch.start, batch.stop)
+            ahead = chunks(batch.stop, min(end, batch.stop + self.batch_jobs))
+            for key in [k for k in pending if k not in mine]:  # an abandoned prefetch
+                pending.pop(key).cancel()
+            for a, b in mine + ahead:
+                if (a, b) not in pending:
+                    pending[a, b] = self.client.submit(_scan_jobs, self._pool_key, self._pool,
+                                                       scan_key, args, range(a, b), pure=False)
+            for key in mine:
+                yield from pending.pop(key).result()
+
+        try:
+            yield run
+        finally:
+            for fut in pending.values():
+                fut.cancel()
+            args.release()
