@@ -6,6 +6,8 @@ Examples
 
     vj-train-cascade -data out/ --pos faces/ --bg backgrounds/ -numStages 20
     vj-train-cascade -data out/ --pos info.txt --bg bg.txt -w 24 -h 24 -mode CORE --xml
+    vj-train-cascade -data out/ --pos faces/ --bg backgrounds/ --workers 2
+    vj-train-cascade -data out/ --pos faces/ --bg backgrounds/ --scheduler tcp://host:8786
 
 Positives are folders of crops or ``opencv_createsamples`` annotation lists
 (``path n x y w h ...``); ``--pos-box`` picks the part of each crop or box
@@ -17,11 +19,16 @@ The output folder receives ``cascade.json`` (the project's model format; load
 it with ``vj.load``), optionally ``cascade.xml`` (OpenCV), ``report.md``,
 ``report.json`` and ``report.png``, and the checkpoint ``checkpoint.npz``:
 running the same command again resumes from it.
+
+``--workers N`` (an embedded Dask cluster of N processes) or ``--scheduler ADDRESS``
+(a running one) spread the negative mining over a cluster; the cascade is the same
+as without. The workers read the backgrounds from the same paths (shared storage).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -109,12 +116,33 @@ def build_parser() -> argparse.ArgumentParser:
                    help="random share of the feature pool each stage searches (1: all)")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--checkpoint-every", type=float, default=120.0, metavar="SECONDS")
+    c = p.add_argument_group("cluster (Dask, the dask extra): negative mining")
+    where = c.add_mutually_exclusive_group()
+    where.add_argument("--workers", type=int, metavar="N",
+                       help="mine on an embedded Dask LocalCluster of N processes")
+    where.add_argument("--scheduler", metavar="ADDRESS",
+                       help="mine on a running Dask cluster, e.g. tcp://scheduler:8786")
     o = p.add_argument_group("output")
     o.add_argument("--xml", action="store_true", help="also write cascade.xml for OpenCV")
     o.add_argument("--fresh", action="store_true",
                    help="ignore an existing checkpoint and start again")
     o.add_argument("--quiet", action="store_true", help="no progress bars")
     return p
+
+
+@contextlib.contextmanager
+def _mining_jobs(args: argparse.Namespace, pool, log):
+    """The cluster's job runner for ``--workers`` / ``--scheduler``, else None (threads)."""
+    if args.workers is None and args.scheduler is None:
+        yield None
+        return
+    from vj.cluster import cluster_client, dashboard_line
+
+    with cluster_client(args.workers, args.scheduler) as client:
+        from vj.negatives_dask import ClusterJobs
+
+        log(f"vj-train-cascade: {dashboard_line(client)}")
+        yield ClusterJobs(client, pool)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -149,9 +177,10 @@ def main(argv: list[str] | None = None) -> int:
         log("vj-train-cascade: reading backgrounds ...")
         pool = BackgroundPool.from_sources(args.bg, window, max_images=args.max_bg_images)
         log(f"  {len(pool)} images, {pool.n_jobs} scan jobs")
-        result = train_cascade(positives, pool, config, out, resume=not args.fresh,
-                               progress=not args.quiet)
-    except (ValueError, FileNotFoundError) as e:
+        with _mining_jobs(args, pool, log) as jobs:
+            result = train_cascade(positives, pool, config, out, resume=not args.fresh,
+                                   progress=not args.quiet, mining_jobs=jobs)
+    except (ValueError, FileNotFoundError, ModuleNotFoundError, ConnectionError) as e:
         print(f"vj-train-cascade: {e}", file=sys.stderr)
         return 2
     result.info["wall_s_this_session"] = round(time.monotonic() - t0, 1)
