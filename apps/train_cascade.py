@@ -72,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     io = p.add_argument_group("data")
     io.add_argument("-data", "--output", dest="output", required=True,
                     help="output folder (model, report, checkpoint)")
-    io.add_argument("--pos", "-pos", dest="pos", nargs="+", required=True,
+    io.add_argument("--pos", "-pos", dest="pos", nargs="*", default=[],
                     help="positive crops: folders or annotation lists")
     io.add_argument("--pos-box", type=_box, default=(0.0, 0.0, 1.0, 1.0),
                     help="part of each crop that becomes the window, as x,y,w,h fractions "
@@ -85,6 +85,17 @@ def build_parser() -> argparse.ArgumentParser:
     io.add_argument("--jitter", type=_floats(3), default=(0.05, 1.0, 6.0),
                     metavar="SCALE,SHIFT,ANGLE",
                     help="jitter range: log-scale, window pixels, degrees (0.05,1,6)")
+    io.add_argument("--pos-wider", nargs="+", default=[], metavar="DIR",
+                    help="face crops in context with WIDER boxes (annotations.txt), e.g. "
+                         "faces/wider_train: the detector's box is cut from each crop's "
+                         "context (vj.wider_faces); crops of one photo stay in one split")
+    io.add_argument("--wider-keep", default=None, metavar="FILE",
+                    help="only the --pos-wider crops this list names (one path per line, "
+                         "relative to the crop folder)")
+    io.add_argument("--augment-copies", type=int, default=0,
+                    help="photometrically degraded copies of each training positive: "
+                         "exposure, gamma, uneven light, blur, low resolution, noise, JPEG "
+                         "(vj.augment; default 0)")
     io.add_argument("--val-fraction", type=float, default=0.1,
                     help="positives held out for validation (default 0.1)")
     io.add_argument("--calib-fraction", type=float, default=0.15,
@@ -130,6 +141,16 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _wider(args: argparse.Namespace) -> list:
+    """The ``--pos-wider`` crops (only those ``--wider-keep`` lists, if given)."""
+    from vj.wider_faces import read_keep_list, read_wider_faces
+
+    if args.wider_keep and len(args.pos_wider) != 1:
+        raise ValueError("--wider-keep needs exactly one --pos-wider folder")
+    keep = read_keep_list(args.wider_keep) if args.wider_keep else None
+    return [f for root in args.pos_wider for f in read_wider_faces(root, keep)]
+
+
 @contextlib.contextmanager
 def _mining_jobs(args: argparse.Namespace, pool, log):
     """The cluster's job runner for ``--workers`` / ``--scheduler``, else None (threads)."""
@@ -168,11 +189,12 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.monotonic()
         log = (lambda *a: None) if args.quiet else (lambda *a: print(*a, file=sys.stderr))
         log("vj-train-cascade: reading positives ...")
-        positives = load_positives(args.pos, window, args.pos_box, mirror=not args.no_mirror,
+        positives = load_positives(args.pos, window, args.pos_box, wider=_wider(args),
+                                   mirror=not args.no_mirror,
                                    validation_fraction=args.val_fraction,
                                    calibration_fraction=args.calib_fraction,
                                    jitter=Jitter(*args.jitter), jitter_copies=args.jitter_copies,
-                                   seed=args.seed)
+                                   augment_copies=args.augment_copies, seed=args.seed)
         log(f"  {json.dumps(positives.info)}")
         log("vj-train-cascade: reading backgrounds ...")
         pool = BackgroundPool.from_sources(args.bg, window, max_images=args.max_bg_images)

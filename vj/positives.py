@@ -18,16 +18,20 @@ images.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
 
+from .augment import Photometric, augment_windows
 from .feature_eval import window_norm_factors
 from .image_sources import read_annotations, read_gray
+from .wider_faces import WiderFace, detector_box
 
-__all__ = ["Jitter", "PositiveSplit", "crop_box", "load_positives", "near_duplicate_groups",
-           "read_face_crops", "split_groups"]
+__all__ = ["Jitter", "PositiveSplit", "crop_box", "crop_views", "load_positives",
+           "merge_groups", "near_duplicate_groups", "read_face_crops", "split_groups",
+           "wider_views"]
 
 
 @dataclass(frozen=True)
@@ -120,19 +124,57 @@ def read_face_crops(
                 boxes = np.array([[0, 0, img.shape[1], img.shape[0]]])
             for x, y, w, h in boxes.tolist():
                 b = (x + bx * w, y + by * h, bw * w, bh * h)
-                views = [crop_box(img, b, window)]
                 rng = np.random.default_rng([seed, 0x717, len(out)])
-                for _ in range(copies):
-                    f = float(np.exp(rng.uniform(-jitter.scale, jitter.scale)))
-                    dx, dy = rng.uniform(-jitter.shift, jitter.shift, 2)
-                    a = float(rng.uniform(-jitter.angle, jitter.angle))
-                    cx = b[0] + b[2] / 2 + dx * b[2] / window[0]
-                    cy = b[1] + b[3] / 2 + dy * b[3] / window[1]
-                    views.append(crop_box(img, (cx - f * b[2] / 2, cy - f * b[3] / 2,
-                                                f * b[2], f * b[3]), window, a))
-                out.append(np.stack(views) if copies else views[0])
+                views = crop_views(img, b, window, jitter, copies, rng)
+                out.append(views if copies else views[0])
     if not out:
         raise ValueError(f"no positive images found in {', '.join(map(str, sources))}")
+    return np.stack(out)
+
+
+def crop_views(
+    image: np.ndarray,
+    box: tuple[float, float, float, float],
+    window: tuple[int, int],
+    jitter: Jitter | None,
+    copies: int,
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """The window of ``box`` and ``copies`` jittered ones: ``(1 + copies, h, w)`` uint8."""
+    views = [crop_box(image, box, window)]
+    if copies and jitter is None:
+        raise ValueError("jittered copies need a jitter")
+    for _ in range(copies):
+        f = float(np.exp(rng.uniform(-jitter.scale, jitter.scale)))
+        dx, dy = rng.uniform(-jitter.shift, jitter.shift, 2)
+        a = float(rng.uniform(-jitter.angle, jitter.angle))
+        cx = box[0] + box[2] / 2 + dx * box[2] / window[0]
+        cy = box[1] + box[3] / 2 + dy * box[3] / window[1]
+        views.append(crop_box(image, (cx - f * box[2] / 2, cy - f * box[3] / 2,
+                                      f * box[2], f * box[3]), window, a))
+    return np.stack(views)
+
+
+def wider_views(
+    faces: Sequence[WiderFace],
+    window: tuple[int, int],
+    *,
+    jitter: Jitter | None = None,
+    copies: int = 0,
+    seed: int = 0,
+) -> np.ndarray:
+    """Windows of WIDER-style crops, the detector's box cut from each crop's context.
+
+    The box is :func:`vj.wider_faces.detector_box` of the crop's WIDER box.
+
+    Returns
+    -------
+    (N, 1 + copies, h, w) uint8 ndarray
+    """
+    out = [crop_views(f.image, detector_box(f.box), window, jitter, copies,
+                      np.random.default_rng([seed, 0x771, i])) for i, f in enumerate(faces)]
+    if not out:
+        return np.zeros((0, 1 + copies, window[1], window[0]), np.uint8)
     return np.stack(out)
 
 
@@ -226,11 +268,71 @@ class PositiveSplit:
     source_index: dict = field(default_factory=dict)
 
 
+def merge_groups(*labelings: np.ndarray) -> np.ndarray:
+    """Join groupings: samples sharing a label in any labeling end up in one group.
+
+    Parameters
+    ----------
+    *labelings : (N,) int ndarray
+        Group labels; ``-1`` means "in no group of this labeling".
+
+    Returns
+    -------
+    (N,) int64 ndarray
+        The smallest index of each sample's joined group.
+    """
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    n = len(labelings[0])
+    rows, cols = [np.arange(n)], [np.arange(n)]
+    for labels in labelings:
+        labels = np.asarray(labels, np.int64)
+        if labels.shape != (n,):
+            raise ValueError(f"every labeling needs {n} labels, got {labels.shape}")
+        member = np.flatnonzero(labels >= 0)
+        _, first = np.unique(labels[member], return_index=True)
+        lookup = dict(zip(labels[member][first].tolist(), member[first].tolist(), strict=True))
+        rows.append(member)
+        cols.append(np.array([lookup[v] for v in labels[member].tolist()], np.int64))
+    r, c = np.concatenate(rows), np.concatenate(cols)
+    graph = coo_matrix((np.ones(r.size, np.int8), (r, c)), shape=(n, n))
+    _, comp = connected_components(graph, directed=False)
+    first_of = np.full(comp.max() + 1 if n else 0, n, np.int64)
+    np.minimum.at(first_of, comp, np.arange(n))
+    return first_of[comp]
+
+
+def _read_views(sources, wider, window, box, jitter, copies, seed):
+    """All crops' views ``(N, 1 + copies, h, w)`` and photo labels (-1: none known)."""
+    parts, photos = [], []
+    if sources:
+        v = read_face_crops(sources, window, box, jitter=jitter, copies=copies, seed=seed)
+        parts.append(v.reshape(len(v), -1, window[1], window[0]))
+        photos.append(np.full(len(v), -1, np.int64))
+    if wider:
+        parts.append(wider_views(wider, window, jitter=jitter, copies=copies, seed=seed))
+        _, keys = np.unique([f.key for f in wider], return_inverse=True)
+        photos.append(keys.reshape(-1).astype(np.int64))
+    if not parts:
+        raise ValueError("no positives: give crop sources, WIDER-style crops or both")
+    return np.concatenate(parts), np.concatenate(photos)
+
+
+def _augmented(views: np.ndarray, aug: Photometric, copies: int, seed: int) -> np.ndarray:
+    """``copies`` degraded windows of every crop, cycling through its (jittered) views."""
+    n_views = views.shape[1]
+    picks = [views[:, k % n_views] for k in range(copies)]
+    rng = np.random.default_rng([seed, 0xA06])
+    return augment_windows(np.concatenate(picks), rng, aug)
+
+
 def load_positives(
     sources: list[str | os.PathLike],
     window: tuple[int, int] = (24, 24),
     box: tuple[float, float, float, float] = (0.0, 0.0, 1.0, 1.0),
     *,
+    wider: Sequence[WiderFace] = (),
     mirror: bool = True,
     validation_fraction: float = 0.1,
     calibration_fraction: float = 0.15,
@@ -238,6 +340,8 @@ def load_positives(
     group_distance: float = 0.3,
     jitter: Jitter | None = None,
     jitter_copies: int = 0,
+    augment: Photometric | None = None,
+    augment_copies: int = 0,
     seed: int = 0,
 ) -> PositiveSplit:
     """Read, align, clean and split positive windows.
@@ -245,9 +349,14 @@ def load_positives(
     Parameters
     ----------
     sources : list of path
-        Folders of crops or annotation lists (:func:`read_face_crops`).
+        Folders of crops or annotation lists (:func:`read_face_crops`); may be empty
+        when ``wider`` is given.
     window, box
         See :func:`read_face_crops`.
+    wider : sequence of WiderFace, optional
+        Face crops in context (:func:`vj.wider_faces.read_wider_faces`), the detector's
+        box cut from each (:func:`wider_views`). Crops of one photograph stay in
+        one split.
     mirror : bool
         Add the left-right mirror image of every window (faces are symmetric).
     validation_fraction, calibration_fraction : float
@@ -259,6 +368,12 @@ def load_positives(
     jitter : Jitter, optional
     jitter_copies : int
         Jittered copies of every crop added to its split (see :class:`Jitter`).
+    augment : Photometric, optional
+        Degradations of the augmented copies (default :class:`vj.augment.Photometric`).
+    augment_copies : int
+        Photometrically degraded copies of every *training* crop (calibration and
+        validation keep the real faces only, so stage thresholds and reports are set
+        on real faces).
     seed : int
 
     Returns
@@ -269,8 +384,9 @@ def load_positives(
             and validation_fraction + calibration_fraction < 1):
         raise ValueError("validation_fraction and calibration_fraction must be in [0, 1) with "
                          f"a sum below 1, got {validation_fraction}, {calibration_fraction}")
-    views = read_face_crops(sources, window, box, jitter=jitter, copies=jitter_copies, seed=seed)
-    views = views.reshape(len(views), -1, window[1], window[0])
+    if augment_copies < 0:
+        raise ValueError(f"augment_copies must be >= 0, got {augment_copies}")
+    views, photos = _read_views(sources, wider, window, box, jitter, jitter_copies, seed)
     n_read = len(views)
     valid = window_norm_factors(views[:, 0])[1]
     index = np.nonzero(valid)[0]
@@ -278,23 +394,30 @@ def load_positives(
     dup = near_duplicate_groups(crops, duplicate_distance)
     first = dup == np.arange(len(crops))
     crops, index = crops[first], index[first]
-    groups = near_duplicate_groups(crops, group_distance)
+    groups = merge_groups(near_duplicate_groups(crops, group_distance), photos[index])
     fractions = (1 - validation_fraction - calibration_fraction, calibration_fraction,
                  validation_fraction)
     parts = split_groups(groups, fractions, seed)
     sets = [views[index[p]].reshape(-1, window[1], window[0]) for p in parts]
-    # A jittered copy can come out flat even if its crop is not; the detector skips those.
+    if augment_copies:
+        sets[0] = np.concatenate([sets[0], _augmented(views[index[parts[0]]],
+                                                      augment or Photometric(),
+                                                      augment_copies, seed)])
+    # A jittered or degraded copy can come out flat even if its crop is not; the
+    # detector skips those.
     sets = [v[window_norm_factors(v)[1]] for v in sets]
     if mirror:
         sets = [np.concatenate([s, s[:, :, ::-1]]) for s in sets]
     info = {
         "read": n_read,
+        "read_wider": len(wider),
         "dropped_flat": int(n_read - valid.sum()),
         "dropped_duplicates": int(valid.sum() - len(crops)),
         "kept": len(crops),
         "groups": int(np.unique(groups).size),
         "mirrored": bool(mirror),
         "jitter_copies": int(jitter_copies),
+        "augment_copies": int(augment_copies),
         "train": len(sets[0]),
         "calibration": len(sets[1]),
         "validation": len(sets[2]),
