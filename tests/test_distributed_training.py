@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import skimage.data
 
+import vj
 import vj.training as training
 from vj.negatives import BackgroundPool, mine_negatives
 from vj.positives import PositiveSplit
@@ -142,3 +143,26 @@ def test_resume_after_crashes_on_the_cluster(local, positives, pool, cluster, tm
 def test_bad_jobs_per_task(pool, cluster):
     with pytest.raises(ValueError, match="jobs_per_task"):
         ClusterJobs(cluster, pool, jobs_per_task=0)
+
+
+def test_cli_on_a_cluster_writes_the_local_model(tmp_path, cluster, capsys):
+    from vj_apps.train_cascade import main
+
+    pos, bg = tmp_path / "pos", tmp_path / "bg"
+    pos.mkdir()
+    bg.mkdir()
+    f = (skimage.data.lfw_subset()[:60] * 255).round().astype(np.uint8)
+    for i, face in enumerate(f):
+        cv2.imwrite(str(pos / f"{i:03d}.png"), cv2.resize(face, WINDOW))
+    for i, im in enumerate(_photos()):
+        cv2.imwrite(str(bg / f"{i}.png"), im)
+    argv = ["--pos", str(pos), "--bg", str(bg), "-w", "20", "-h", "20", "-numStages", "2",
+            "-numNeg", "80", "-maxWeakCount", "8", "--feature-fraction", "0.1",
+            "--target-false-alarm", "1e-9", "--quiet"]
+    assert main(["-data", str(tmp_path / "here"), *argv]) == 0
+    assert main(["-data", str(tmp_path / "there"), *argv,
+                 "--scheduler", cluster.scheduler.address]) == 0
+    here = vj.load_cascade(tmp_path / "here" / "cascade.json")
+    assert vj.load_cascade(tmp_path / "there" / "cascade.json") == here
+    assert main(["-data", str(tmp_path / "x"), *argv, "--scheduler", "tcp://127.0.0.1:9"]) == 2
+    assert "cannot reach the Dask scheduler" in capsys.readouterr().err
