@@ -141,6 +141,7 @@ def detect_files(
     verify: bool = False,
     workers: int | None = None,
     scheduler: str | None = None,
+    kernel_threads: int | None = None,
     resume: bool = False,
     overwrite: bool = False,
     partition_size: int = PARTITION_SIZE,
@@ -168,6 +169,10 @@ def detect_files(
         Run on an embedded Dask ``LocalCluster`` of this many processes.
     scheduler : str, optional
         Run on the Dask cluster of this scheduler address (``"tcp://host:8786"``).
+    kernel_threads : int, optional
+        Numba / OpenCV threads of each detection call on a cluster's workers
+        (default: cores // ``workers`` for an embedded cluster, the workers' own
+        setting for ``scheduler``).
     resume : bool
         Continue an existing output: skip the images it holds.
     overwrite : bool
@@ -198,6 +203,9 @@ def detect_files(
     """
     if workers is not None and scheduler is not None:
         raise ValueError("give workers (an embedded cluster) or scheduler, not both")
+    if kernel_threads is not None and (int(kernel_threads) != kernel_threads
+                                       or kernel_threads < 1):
+        raise ValueError(f"kernel_threads must be a positive integer, got {kernel_threads!r}")
     if int(partition_size) != partition_size or partition_size < 1:
         raise ValueError(f"partition_size must be a positive integer, got {partition_size!r}")
     settings = settings if settings is not None else DetectionSettings()
@@ -229,8 +237,8 @@ def detect_files(
                 for part in parts:
                     handle(detect_partition(part, key, settings, draw))
             else:
-                _run_on_cluster(model, verify, workers, scheduler, parts, settings, draw,
-                                handle, bar if progress else None)
+                _run_on_cluster(model, verify, workers, scheduler, kernel_threads, parts,
+                                settings, draw, handle, bar if progress else None)
         finally:
             bar.close()
         summary.skipped = skipped[0]
@@ -239,12 +247,13 @@ def detect_files(
 
 
 def _run_on_cluster(model: Cascade, verify: bool, workers: int | None, scheduler: str | None,
-                    parts: Iterator[list[tuple[str, str]]], settings: DetectionSettings,
-                    draw: str | None, handle: Callable[[list[dict[str, Any]]], None],
-                    bar: tqdm | None) -> None:
+                    threads: int | None, parts: Iterator[list[tuple[str, str]]],
+                    settings: DetectionSettings, draw: str | None,
+                    handle: Callable[[list[dict[str, Any]]], None], bar: tqdm | None) -> None:
     # One kernel thread per core of an embedded cluster's worker; a remote cluster's
     # workers keep their own settings.
-    threads = max(1, (os.cpu_count() or 1) // workers) if workers is not None else None
+    if threads is None and workers is not None:
+        threads = max(1, (os.cpu_count() or 1) // workers)
     with cluster_client(workers, scheduler) as client:
         from .batch_dask import run_partitions  # imports Dask, which cluster_client checked
 
