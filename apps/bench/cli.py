@@ -7,6 +7,7 @@
     vj-bench features [...]  # apps/bench_features.py
     vj-bench boosting [...]  # apps/bench_boosting.py: one boosting round
     vj-bench dynamic [...]   # apps/bench_dynamic.py: SkipNet / IDK cascade FLOPs and latency
+    vj-bench scale [...]     # apps/bench/scale.py: batch images/s, one process vs Dask workers
 
 Each sub-command takes its own options (``vj-bench detect --help``).
 """
@@ -24,6 +25,7 @@ SUBCOMMANDS = {
     "features": ("vj_apps.bench.features", "Haar feature throughput vs scikit-image"),
     "boosting": ("vj_apps.bench.boosting", "one boosting round over all features"),
     "dynamic": ("vj_apps.bench.dynamic", "SkipNet / IDK cascade: FLOPs and wall-clock"),
+    "scale": ("vj_apps.bench.scale", "batch detection: one process vs a Dask LocalCluster"),
 }
 DEFAULT = ("detect", "features")
 
