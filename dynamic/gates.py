@@ -157,6 +157,14 @@ class RNNGate(nn.Module):
         Input channels of each gated block, in order.
     embed_dim, hidden_dim : int, optional
         Embedding and LSTM sizes; the paper uses 10 and 10.
+    normalize : bool, optional
+        Standardise each pooled channel with running statistics (a batch-norm without
+        scale and shift) before the embedding. Without it, the pooled activations of a
+        trained network differ little from input to input next to their mean, the
+        gate's logits hardly vary (a spread of about 0.01-0.1 against a mean of 2-7 on
+        the graded digits), and reinforcement learning can only move the bias: the
+        policy becomes the same for every input. Off by default so that gates saved
+        without it still load.
 
     Notes
     -----
@@ -165,7 +173,14 @@ class RNNGate(nn.Module):
     inference runtime (:mod:`vj_dynamic.skipnet_runtime`) avoids with a fused kernel.
     """
 
-    def __init__(self, channels: Sequence[int], embed_dim: int = 10, hidden_dim: int = 10) -> None:
+    def __init__(
+        self,
+        channels: Sequence[int],
+        embed_dim: int = 10,
+        hidden_dim: int = 10,
+        *,
+        normalize: bool = False,
+    ) -> None:
         super().__init__()
         if embed_dim < 1 or hidden_dim < 1:
             raise ValueError(
@@ -174,6 +189,10 @@ class RNNGate(nn.Module):
         self.channels = tuple(int(c) for c in channels)
         self.embed_dim = embed_dim
         self.hidden_dim = hidden_dim
+        self.normalize = normalize
+        self.norms = nn.ModuleList(
+            nn.BatchNorm1d(c, affine=False) for c in (self.channels if normalize else ())
+        )
         self.embed = nn.ModuleList(nn.Linear(c, embed_dim) for c in self.channels)
         self.cell = nn.LSTMCell(embed_dim, hidden_dim)
         self.proj = nn.Linear(hidden_dim, 1)
@@ -194,8 +213,23 @@ class RNNGate(nn.Module):
     ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
         """Logits ``(N,)`` for gated block ``index`` and the updated ``(h, c)`` state."""
         pooled = x.mean(dim=(2, 3))
+        if self.normalize:
+            pooled = self.norms[index](pooled)
         h, c = self.cell(self.embed[index](pooled), state)
         return self.proj(h).squeeze(1), (h, c)
+
+    def folded_embedding(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Weight and bias of embedding ``index`` with the input normalisation folded in.
+
+        In eval mode ``embed(norm(p)) == p @ weight.T + bias`` for pooled inputs ``p``.
+        """
+        linear = self.embed[index]
+        weight, bias = linear.weight.detach(), linear.bias.detach()
+        if not self.normalize:
+            return weight.clone(), bias.clone()
+        norm = self.norms[index]
+        scale = torch.rsqrt(norm.running_var + norm.eps)
+        return weight * scale, bias - (weight * scale) @ norm.running_mean
 
     def flops(self, index: int, height: int, width: int) -> int:
         """FLOPs per sample of one gate step (pooling is not counted)."""
@@ -206,10 +240,21 @@ class RNNGate(nn.Module):
         )
 
 
-def make_gates(kind: str, channels: Sequence[int], embed_dim: int = 10, hidden_dim: int = 10):
-    """Build the gate bank ``kind`` (one of :data:`GATE_KINDS`) for blocks with ``channels``."""
+def make_gates(
+    kind: str,
+    channels: Sequence[int],
+    embed_dim: int = 10,
+    hidden_dim: int = 10,
+    *,
+    normalize: bool = False,
+):
+    """Build the gate bank ``kind`` (one of :data:`GATE_KINDS`) for blocks with ``channels``.
+
+    ``normalize`` applies to the recurrent gate (see :class:`RNNGate`); the feed-forward
+    gates normalise inside their convolutions already.
+    """
     if kind == "rnn":
-        return RNNGate(channels, embed_dim=embed_dim, hidden_dim=hidden_dim)
+        return RNNGate(channels, embed_dim=embed_dim, hidden_dim=hidden_dim, normalize=normalize)
     if kind in ("ff1", "ff2"):
         return FeedForwardGates(channels, kind=kind)
     raise ValueError(f"gate kind must be one of {GATE_KINDS}, got {kind!r}")

@@ -42,6 +42,7 @@ __all__ = [
     "FlopBreakdown",
     "SkipNetOutput",
     "SkipResNet",
+    "sampling_probability",
     "skipnet38",
     "skipnet74",
     "skipnet110",
@@ -164,7 +165,8 @@ class SkipNetOutput:
     logits : (N, num_classes) Tensor
         Class scores.
     gate_logits : (N, n_gates) Tensor or None
-        Gate logits (``None`` for dense execution, where no gate runs).
+        Gate logits (``None`` for dense execution and replayed decisions, where no
+        gate runs).
     masks : (N, n_gates) Tensor
         1 where the gated block ran, 0 where it was skipped. Under the ``"hard"`` policy
         in masked execution it carries the straight-through gradient of the gate.
@@ -199,6 +201,9 @@ class SkipResNet(nn.Module):
         A block runs when its gate probability exceeds this (0.5 in the paper).
     embed_dim, hidden_dim : int, optional
         Sizes of the recurrent gate.
+    gate_norm : bool, optional
+        Standardise the recurrent gate's pooled inputs (see
+        :class:`~vj_dynamic.gates.RNNGate`): needed for input-dependent policies.
 
     Examples
     --------
@@ -219,6 +224,7 @@ class SkipResNet(nn.Module):
         gate_threshold: float = 0.5,
         embed_dim: int = 10,
         hidden_dim: int = 10,
+        gate_norm: bool = False,
     ) -> None:
         super().__init__()
         if depth < 8 or (depth - 2) % 6:
@@ -246,7 +252,11 @@ class SkipResNet(nn.Module):
                 channels = width
         self.blocks = nn.ModuleList(blocks)
         self.gates = make_gates(
-            gate, [b.in_channels for b in blocks[1:]], embed_dim=embed_dim, hidden_dim=hidden_dim
+            gate,
+            [b.in_channels for b in blocks[1:]],
+            embed_dim=embed_dim,
+            hidden_dim=hidden_dim,
+            normalize=gate_norm,
         )
         self.fc = nn.Linear(channels, num_classes)
         self._init_weights()
@@ -294,14 +304,20 @@ class SkipResNet(nn.Module):
                 f"got {tuple(x.shape)}"
             )
 
-    def _decide(self, logit: torch.Tensor, policy: str) -> torch.Tensor:
+    def _decide(self, logit: torch.Tensor, policy: str, explore: float = 0.0) -> torch.Tensor:
         with torch.no_grad():
             if policy == "sample":
-                return torch.bernoulli(torch.sigmoid(logit))
+                return torch.bernoulli(sampling_probability(logit, explore))
             return (logit > self.gate_logit_threshold).to(logit.dtype)
 
     def forward(
-        self, x: torch.Tensor, *, execution: str = "masked", policy: str = "hard"
+        self,
+        x: torch.Tensor,
+        *,
+        execution: str = "masked",
+        policy: str = "hard",
+        decisions: torch.Tensor | None = None,
+        explore: float = 0.0,
     ) -> SkipNetOutput:
         """Classify ``x`` of shape ``(N, in_channels, H, W)``.
 
@@ -317,6 +333,14 @@ class SkipResNet(nn.Module):
             masked execution the mask carries a straight-through gradient (hard forward,
             sigmoid backward). ``"sample"``: decisions drawn from ``Bernoulli(p)``, no
             gradient through them (REINFORCE training).
+        decisions : (N, n_gates) Tensor, optional
+            Run these decisions (1 = run the block) instead of asking the gates, which
+            are then not evaluated (``gate_logits`` is ``None``): stochastic depth, or
+            a replayed policy. Not with dense execution.
+        explore : float, optional
+            With the ``"sample"`` policy, draw each decision from
+            ``(1 - explore) * p + explore / 2`` rather than the gate's probability ``p``
+            (see :func:`sampling_probability`): every path keeps being tried.
 
         Returns
         -------
@@ -326,10 +350,19 @@ class SkipResNet(nn.Module):
             raise ValueError(f"execution must be one of {EXECUTIONS}, got {execution!r}")
         if policy not in POLICIES:
             raise ValueError(f"policy must be one of {POLICIES}, got {policy!r}")
+        if not 0.0 <= explore < 1.0:
+            raise ValueError(f"explore must be in [0, 1), got {explore}")
         if execution == "skip" and self.training:
             raise ValueError("skip execution needs eval mode; call .eval() first")
         self._check_input(x)
         n = x.shape[0]
+        if decisions is not None:
+            if execution == "dense" or tuple(decisions.shape) != (n, self.num_gates):
+                raise ValueError(
+                    f"decisions must have shape ({n}, {self.num_gates}), with masked or "
+                    "skip execution"
+                )
+            decisions = decisions.to(x.dtype)
         x = F.relu(self.stem_bn(self.stem(x)))
         x = self.blocks[0](x)
         if execution == "dense":
@@ -341,9 +374,12 @@ class SkipResNet(nn.Module):
         state = self.gates.init_state(n, x.device, x.dtype)
         gate_logits, masks = [], []
         for k, block in enumerate(self.blocks[1:]):
-            logit, state = self.gates(x, k, state)
-            decision = self._decide(logit, policy)
-            gate_logits.append(logit)
+            if decisions is None:
+                logit, state = self.gates(x, k, state)
+                decision = self._decide(logit, policy, explore)
+                gate_logits.append(logit)
+            else:
+                decision, policy = decisions[:, k], "sample"  # no gradient to pass on
             if execution == "skip":
                 masks.append(decision)
                 x = _run_where_open(block, x, decision > 0.5)
@@ -357,7 +393,8 @@ class SkipResNet(nn.Module):
             full = F.relu(block.residual(x) + shortcut)
             m = mask.view(-1, 1, 1, 1)
             x = m * full + (1.0 - m) * shortcut
-        return SkipNetOutput(self._head(x), torch.stack(gate_logits, 1), torch.stack(masks, 1))
+        logits = torch.stack(gate_logits, 1) if gate_logits else None
+        return SkipNetOutput(self._head(x), logits, torch.stack(masks, 1))
 
     def _head(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc(x.mean(dim=(2, 3)))
@@ -376,6 +413,16 @@ class SkipResNet(nn.Module):
         gates = tuple(self.gates.flops(k, *sizes[k + 1]) for k in range(self.num_gates))
         head = linear_flops(self.widths[-1], self.num_classes)
         return FlopBreakdown(stem, tuple(blocks), tuple(shortcuts), gates, head)
+
+
+def sampling_probability(gate_logits: torch.Tensor, explore: float = 0.0) -> torch.Tensor:
+    """Probability of running each block when decisions are sampled.
+
+    ``(1 - explore) * sigmoid(gate_logits) + explore / 2``: with ``explore > 0`` no
+    decision becomes certain, so that a policy whose gates saturate keeps trying the
+    other path and can still learn from it (epsilon-exploration).
+    """
+    return (1.0 - explore) * torch.sigmoid(gate_logits) + 0.5 * explore
 
 
 def _run_where_open(block: BasicBlock, x: torch.Tensor, open_: torch.Tensor) -> torch.Tensor:

@@ -221,8 +221,9 @@ class _FusedRNNGate:
         def arr(t: torch.Tensor) -> np.ndarray:
             return np.ascontiguousarray(t.detach().cpu().numpy(), dtype=np.float32)
 
-        self.w_e = [arr(m.weight) for m in gate.embed]
-        self.b_e = [arr(m.bias) for m in gate.embed]
+        folded = [gate.folded_embedding(k) for k in range(len(gate))]
+        self.w_e = [arr(w) for w, _ in folded]
+        self.b_e = [arr(b) for _, b in folded]
         self.w_ih = arr(gate.cell.weight_ih)
         self.w_hh = arr(gate.cell.weight_hh)
         self.b_gates = arr(gate.cell.bias_ih + gate.cell.bias_hh)

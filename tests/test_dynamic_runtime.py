@@ -127,3 +127,20 @@ def test_runtime_rejects_bad_use():
         SkipNetRuntime(torch.nn.Linear(2, 2))
     with pytest.raises(ValueError, match="shape"):
         SkipNetRuntime(net)(torch.zeros(2, 3, 16, 16))
+
+
+@pytest.mark.parametrize("batch", [1, 9])
+def test_runtime_folds_the_gate_input_normalisation(batch):
+    net = SkipResNet(depth=14, num_classes=4, in_channels=1, widths=(4, 8, 8), gate_norm=True)
+    randomize(net, varied_inputs(32, 1, 16))
+    with torch.no_grad():
+        for norm in net.gates.norms:
+            norm.running_mean.normal_(0, 0.5)
+            norm.running_var.uniform_(0.05, 0.5)
+    net.eval()
+    x = varied_inputs(batch, 1, 16)
+    with torch.no_grad():
+        masked = net(x, execution="masked")
+    out = SkipNetRuntime(net)(x)
+    np.testing.assert_array_equal(out.executed, masked.executed)
+    torch.testing.assert_close(out.logits, masked.logits, rtol=1e-4, atol=1e-4)

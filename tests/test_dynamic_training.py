@@ -8,9 +8,11 @@ import torch
 from vj_dynamic.bench.datasets import load_digits_upsampled
 from vj_dynamic.latency import torch_threads
 from vj_dynamic.skipnet import SkipResNet
+from vj_dynamic.skipnet_rl import block_costs, policy_returns
 from vj_dynamic.skipnet_training import (
     TrainConfig,
     evaluate,
+    fine_tune_on_policy,
     random_shift,
     reinforce_loss,
     train_dense,
@@ -133,3 +135,59 @@ def test_bad_training_arguments(tiny):
         train_dense(tiny_net(), x, y[:-1], TrainConfig(epochs=1))
     with pytest.raises(ValueError, match="alpha"):
         train_hybrid_rl(tiny_net(), x, y, TrainConfig(epochs=1), alpha=-1.0)
+
+
+def test_fine_tuning_on_the_policy_leaves_the_gates_alone(tiny):
+    x, y = tiny
+    net = SkipResNet(depth=8, num_classes=3, in_channels=1, widths=(4, 8, 8), gate_norm=True)
+    train_dense(net, x, y, TrainConfig(epochs=2, batch_size=16, lr=0.01))
+    gates = copy.deepcopy(net.gates.state_dict())
+    body = copy.deepcopy(net.fc.state_dict())
+    history = fine_tune_on_policy(net, x, y, TrainConfig(epochs=2, batch_size=16, lr=3e-3))
+    assert set(history[-1]) == {"loss", "accuracy", "execution_rate"}
+    for key, value in net.gates.state_dict().items():
+        assert torch.equal(gates[key], value), key  # weights and input statistics alike
+    assert not torch.equal(body["weight"], net.fc.weight)
+    assert all(p.requires_grad for p in net.gates.parameters())
+
+
+def test_greedy_baseline_credits_what_the_sampled_path_changed():
+    logits = torch.zeros(2, 1, requires_grad=True)
+    actions = torch.tensor([[0.0], [0.0]])  # both skipped
+    # sample 0: skipping cost nothing against its greedy path; sample 1: it cost 2 nats
+    greedy = policy_returns(torch.ones(2, 1), torch.tensor([1.0, 1.0]), alpha=0.5)
+    loss, _ = reinforce_loss(logits, actions, torch.tensor([1.0, 3.0]), alpha=0.5, baseline=greedy)
+    loss.backward()
+    # skipping is made likelier (P(run) down) for sample 0 and less likely for sample 1
+    assert logits.grad[0, 0] > 0 and logits.grad[1, 0] < 0
+
+
+def test_block_costs_are_shares_of_the_skippable_flops():
+    net = tiny_net()
+    costs = block_costs(net, 16, 16)
+    breakdown = net.flop_breakdown(16, 16)
+    saved = np.subtract(breakdown.blocks[1:], breakdown.shortcuts[1:])
+    np.testing.assert_allclose(costs.numpy(), saved / saved.sum(), rtol=1e-6)
+    returns = policy_returns(
+        torch.tensor([[0.0, 1.0]]), torch.zeros(1), alpha=1.0, gamma=1.0, costs=costs
+    )
+    assert returns[0, 0].item() == pytest.approx(costs[0].item())
+
+
+def test_exploration_keeps_every_path_possible():
+    from vj_dynamic.skipnet import sampling_probability
+
+    logits = torch.tensor([-50.0, 0.0, 50.0])
+    q = sampling_probability(logits, 0.2)
+    torch.testing.assert_close(q, torch.tensor([0.1, 0.5, 0.9]))
+    net = tiny_net().train()
+    with pytest.raises(ValueError, match="explore"):
+        net(torch.zeros(2, 1, 16, 16), policy="sample", explore=1.0)
+    with pytest.raises(ValueError, match="baseline"):
+        train_hybrid_rl(
+            net,
+            torch.zeros(4, 1, 16, 16),
+            torch.zeros(4, dtype=torch.long),
+            TrainConfig(epochs=1),
+            baseline="none",
+        )
