@@ -106,3 +106,20 @@ def test_photos_stay_in_one_split_and_augmentation_is_training_only(crop_folder)
         load_positives([], (24, 24))
     with pytest.raises(ValueError, match="augment_copies"):
         load_positives([], (24, 24), wider=faces, augment_copies=-1)
+
+
+def test_found_by_takes_faces_a_cascade_sees():
+    import skimage.data
+
+    import vj
+    from vj.wider_faces import WiderFace, found_by
+
+    gray = cv2.cvtColor(skimage.data.astronaut()[..., ::-1], cv2.COLOR_BGR2GRAY)
+    dets = [vj.load("opencv:default")]
+    assert found_by(WiderFace(gray, np.array([190.0, 78, 72, 90]), "a_f000.jpg"), dets)
+    # The same box on the flat sky above her: nothing accepts it.
+    flat = WiderFace(np.full((200, 200), 120, np.uint8), np.array([60.0, 60, 72, 90]), "b.jpg")
+    assert not found_by(flat, dets)
+    # A box far off the face's size is not the face.
+    assert not found_by(WiderFace(gray, np.array([210.0, 100, 30, 36]), "c.jpg"), dets,
+                        equalize=False)

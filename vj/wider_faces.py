@@ -28,8 +28,8 @@ import numpy as np
 from .image_sources import read_gray
 from .photo_sets import boxes_of, read_box_list
 
-__all__ = ["WIDER_BOX_SCALE", "WIDER_BOX_SHIFT", "WiderFace", "detector_box", "photo_key",
-           "read_keep_list", "read_wider_faces"]
+__all__ = ["WIDER_BOX_SCALE", "WIDER_BOX_SHIFT", "WiderFace", "detector_box", "found_by",
+           "photo_key", "read_keep_list", "read_wider_faces"]
 
 #: Side of the detector's square box over ``sqrt(w * h)`` of the WIDER box.
 WIDER_BOX_SCALE = 1.13
@@ -108,3 +108,44 @@ def read_keep_list(path: str | os.PathLike) -> set[str]:
     lines = (line.split()[0] for line in path.read_text().splitlines()
              if line.strip() and not line.lstrip().startswith("#"))
     return set(lines)
+
+
+def found_by(
+    face: WiderFace,
+    detectors,
+    *,
+    scale_factor: float = 1.1,
+    centre: float = 0.3,
+    sizes: tuple[float, float] = (0.7, 1.45),
+    equalize: bool = True,
+) -> bool:
+    """Whether any detector accepts a window on the face: a lenient frontal-face test.
+
+    WIDER's "typical pose" includes three-quarter and some profile views. A face
+    counts as frontal enough for a frontal cascade when some frontal cascade accepts
+    at least one raw window (no grouping) on it: centre within ``centre`` box sides of
+    :func:`detector_box`'s centre, side ``sizes`` times its side. With ``equalize``
+    the histogram-equalised crop is tried too, so that dim, low-contrast frontal
+    faces, which the cascades miss most, are kept.
+
+    Parameters
+    ----------
+    face : WiderFace
+    detectors : sequence of vj.CascadeDetector
+    """
+    import cv2
+
+    x, y, s, _ = detector_box(face.box)
+    cx, cy = x + s / 2, y + s / 2
+    images = [face.image, cv2.equalizeHist(face.image)] if equalize else [face.image]
+    for image in images:
+        for det in detectors:
+            raw = det.candidates(image, scale_factor)
+            if len(raw) == 0:
+                continue
+            rc = raw[:, :2] + raw[:, 2:] / 2
+            ok = ((np.hypot(rc[:, 0] - cx, rc[:, 1] - cy) < centre * s)
+                  & (raw[:, 2] > sizes[0] * s) & (raw[:, 2] < sizes[1] * s))
+            if ok.any():
+                return True
+    return False
