@@ -42,6 +42,7 @@ try:  # PyTorch: when it is missing, main() says so in one line instead of a tra
         mine_hard_negatives,
         train_verifiers,
     )
+    from vj_dynamic.face.wider_crops import augmented_copies, wider_positives, wider_windows
     from vj_dynamic.idk_tuning import OperatingPoint, plot_frontier
 except ImportError as error:
     _MISSING: ImportError | None = error
@@ -83,6 +84,20 @@ def build_parser() -> argparse.ArgumentParser:
                    "second round (default: all of them; 0: one round only)")
     p.add_argument("--bootstrap-scenes", type=int, default=300,
                    help="fresh training scenes searched for mistakes")
+    p.add_argument("--wider-per-face", type=int, default=2,
+                   help="jittered crops per real face in context (faces/wider_train; "
+                   "0: none)")
+    p.add_argument("--wider-windows", type=int, default=6,
+                   help="the cascades' own windows kept per real face (default 6)")
+    p.add_argument("--augment-share", type=float, default=0.3,
+                   help="degraded copies (vj.augment) of this share of the training faces "
+                   "and of the training non-faces (default 0.3; 0: none)")
+    p.add_argument("--hard-positives", type=int, default=3,
+                   help="per real training face, windows the first-round verifiers "
+                   "wrongly reject, added as faces for the second round (default 3)")
+    p.add_argument("--stages", type=int, nargs="+", default=None,
+                   help="cascade stages whose windows are verified, one per --cascade "
+                   "(default: TRAINING_SHARE of each)")
     p.add_argument("--quick", action="store_true",
                    help="one epoch per phase (a smoke test, not a useful model)")
     p.add_argument("--rl-alpha", type=float, default=VerifierTrainConfig.rl_alpha)
@@ -98,7 +113,14 @@ def _training_cascades(args: argparse.Namespace) -> tuple[list[str], list[vj.Cas
     """Names, cascades and training stage counts (:data:`TRAINING_SHARE`) of ``--cascade``."""
     names = [args.cascade] if isinstance(args.cascade, str) else list(args.cascade)
     cascades = [resolve_cascade(c) for c in names]
-    return names, cascades, [lenient_stages(c, TRAINING_SHARE) for c in cascades]
+    stages = getattr(args, "stages", None)
+    if stages is None:
+        return names, cascades, [lenient_stages(c, TRAINING_SHARE) for c in cascades]
+    if len(stages) != len(cascades) or not all(
+            1 <= s <= c.n_stages for s, c in zip(stages, cascades, strict=True)):
+        raise ValueError(f"--stages needs one count per cascade within its stages, "
+                         f"got {stages} for {names}")
+    return names, cascades, list(stages)
 
 
 def _detectors(cascades: list[vj.Cascade], stages: list[int]) -> list[vj.CascadeDetector]:
@@ -112,7 +134,9 @@ def build_crops(args: argparse.Namespace, part: str, n_backgrounds: int, n_scene
     tag = "+".join(f"{Path(str(n)).stem.replace(':', '_')}-s{s}" for n, s in
                    zip(names, stages, strict=True))
     geometry = f"c{CROP_SIZE}m{CROP_MARGIN}v{CROPS_VERSION}"
-    name = f"crops-{part}-{tag}-{geometry}-b{n_backgrounds}-n{n_scenes}-seed{args.seed}.npz"
+    real = _real_tag(args, part)
+    name = (f"crops-{part}-{tag}-{geometry}-b{n_backgrounds}-n{n_scenes}{real}"
+            f"-seed{args.seed}.npz")
     cache = Path(args.workdir) / name
     if cache.is_file():
         with np.load(cache) as d:
@@ -125,12 +149,52 @@ def build_crops(args: argparse.Namespace, part: str, n_backgrounds: int, n_scene
     rng = np.random.default_rng([args.seed, ("train", "tune", "eval").index(part)])
     crops = assemble_crops(split, part, detectors, annotators, rng,
                            max_backgrounds=n_backgrounds, n_scenes=n_scenes)
+    crops = _add_real_faces(args, split, part, detectors, rng, crops)
     log(f"{part}: {len(crops)} crops {crops.counts()} in {time.perf_counter() - t0:.0f} s")
     cache.parent.mkdir(parents=True, exist_ok=True)
     tmp = cache.with_suffix(".tmp.npz")
     np.savez_compressed(tmp, crops=crops.crops, labels=crops.labels, sources=crops.sources)
     tmp.replace(cache)
     return crops
+
+
+def _real_tag(args: argparse.Namespace, part: str) -> str:
+    """The cache-name part of the real-face settings (empty when none are used)."""
+    wider = getattr(args, "wider_per_face", 0)
+    share = getattr(args, "augment_share", 0.0) if part == "train" else 0.0
+    tag = f"-w{wider}x{args.wider_windows}" if wider else ""
+    return tag + (f"-a{share:g}" if share else "")
+
+
+def _add_real_faces(args, split, part, detectors, rng, crops: CropSet) -> CropSet:
+    """Real faces in context (and, for training, degraded copies of everything)."""
+    parts = [crops]
+    if getattr(args, "wider_per_face", 0):
+        faces = split.wider_faces(part)
+        parts += [wider_positives(faces, rng, per_face=args.wider_per_face),
+                  wider_windows(faces, detectors, rng, max_per_face=args.wider_windows)]
+    crops = CropSet.concatenate(parts)
+    share = getattr(args, "augment_share", 0.0)
+    if part == "train" and share:
+        crops = CropSet.concatenate([crops, augmented_copies(crops, share, rng)])
+    return crops
+
+
+def hard_positives(args: argparse.Namespace, verifier, detectors, split,
+                   rng: np.random.Generator) -> CropSet:
+    """Windows on real training faces that the verifiers wrongly reject, as faces."""
+    if not getattr(args, "hard_positives", 0):
+        return CropSet.concatenate([])
+    windows = wider_windows(split.wider_faces("train"), detectors, rng,
+                            max_per_face=4 * args.hard_positives)
+    rejected = np.flatnonzero(~verifier.verify(windows.crops).is_face)
+    # At most hard_positives per face on average: a random subset of the rejected.
+    limit = args.hard_positives * len(split.wider["train"])
+    if rejected.size > limit:
+        rejected = np.sort(rng.choice(rejected, limit, replace=False))
+    n = rejected.size
+    return CropSet(windows.crops[rejected], np.ones(n, np.int64),
+                   np.full(n, "hard_pos", dtype="<U10"))
 
 
 def bootstrap(args: argparse.Namespace, verifier) -> CropSet:
@@ -152,7 +216,8 @@ def bootstrap(args: argparse.Namespace, verifier) -> CropSet:
                          args.bootstrap_scenes, rng) if args.bootstrap_scenes else []
     in_scenes = mine_hard_negatives(((s.image, s.faces) for s in scenes), detectors,
                                     verifier, rng)
-    return CropSet.concatenate([photos, in_scenes])
+    faces = hard_positives(args, verifier, detectors, split, rng)
+    return CropSet.concatenate([photos, in_scenes, faces])
 
 
 def _missing_cascade(args: argparse.Namespace) -> str | None:
@@ -202,12 +267,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.bootstrap_backgrounds != 0:
         t1 = time.perf_counter()
         hard = bootstrap(args, verifier)
-        print(f"bootstrap: {len(hard)} windows the verifiers wrongly accept "
-              f"({time.perf_counter() - t1:.0f} s); training again", file=sys.stderr)
+        n_pos = int(hard.labels.sum())
+        print(f"bootstrap: {len(hard) - n_pos} windows the verifiers wrongly accept, {n_pos} "
+              f"real faces they wrongly reject ({time.perf_counter() - t1:.0f} s); training "
+              "again", file=sys.stderr)
         first = report
         verifier, report = train_verifiers(CropSet.concatenate([train, hard]), tune, config)
         report["first_round"] = {"idk": {k: v for k, v in first["idk"].items()
-                                         if k != "frontier"}, "hard_negatives": len(hard)}
+                                         if k != "frontier"},
+                                 "hard_negatives": len(hard) - n_pos, "hard_positives": n_pos}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     verifier.save(out)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
@@ -20,6 +20,8 @@ import numpy as np
 from vj_dynamic.face.crops import CROP_MARGIN, CROP_SIZE
 
 from vj.image_sources import image_files, read_gray, resolve_data_dir
+from vj.photo_sets import read_box_list
+from vj.wider_faces import WiderFace, photo_key, read_wider_faces
 
 __all__ = [
     "CALTECH_FACE_BOX",
@@ -97,19 +99,32 @@ class SourceSplit:
     caltech, orl, backgrounds, nonfaces : dict of str to list of Path
         Files per part: Caltech face crops (near-duplicates removed), ORL images
         (split by person), background photos (UMD and SUN) and CBCL non-face patches.
+    wider : dict of str to list of str
+        Real face crops in context (``faces/wider_train``), by path below
+        ``wider_root``, split by source photograph (:func:`vj.wider_faces.photo_key`).
+    wider_root : Path or None
+        Their folder, ``None`` where the shared data has none.
     """
 
     caltech: dict[str, list[Path]]
     orl: dict[str, list[Path]]
     backgrounds: dict[str, list[Path]]
     nonfaces: dict[str, list[Path]]
+    wider: dict[str, list[str]] = field(default_factory=lambda: {p: [] for p in SPLITS})
+    wider_root: Path | None = None
 
     def counts(self) -> dict[str, dict[str, int]]:
         """Number of files of each source in each part."""
         return {
             name: {part: len(getattr(self, name)[part]) for part in SPLITS}
-            for name in ("caltech", "orl", "backgrounds", "nonfaces")
+            for name in ("caltech", "orl", "backgrounds", "nonfaces", "wider")
         }
+
+    def wider_faces(self, part: str) -> list[WiderFace]:
+        """The WIDER face crops of one part (none when the data has no such folder)."""
+        if self.wider_root is None or not self.wider[part]:
+            return []
+        return read_wider_faces(self.wider_root, set(self.wider[part]))
 
 
 def split_sources(
@@ -158,11 +173,18 @@ def split_sources(
         orl[part] += [p for p in image_files(person) if p.suffix.lower() == ".pgm"]
     backgrounds = [*image_files(root / "backgrounds" / "umd"),
                    *image_files(root / "backgrounds" / "sun")]
+    wider_root = root / "faces" / "wider_train"
+    wider: dict[str, list[str]] = {p: [] for p in SPLITS}
+    if (wider_root / "annotations.txt").is_file():
+        for rel in sorted(read_box_list(wider_root / "annotations.txt")):
+            wider[_part(photo_key(rel), seed, fractions)].append(rel)
     return SourceSplit(
         caltech=by_file(_unique_crops(image_files(root / "faces" / "caltech36"))),
         orl=orl,
         backgrounds=by_file(backgrounds),
         nonfaces=by_file(image_files(root / "nonfaces" / "cbcl24")),
+        wider=wider,
+        wider_root=wider_root if any(wider.values()) else None,
     )
 
 
