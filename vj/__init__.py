@@ -55,9 +55,10 @@ def load_cascade(name_or_path: str | os.PathLike) -> Cascade:
 def load(name_or_path: str | os.PathLike | Cascade) -> CascadeDetector:
     """A detector for a built-in name, an OpenCV Haar XML, an own model file or a Cascade.
 
-    Built-in names: ``"frontalface"`` (this project's model) and
-    ``"opencv:default"``, ``"opencv:alt"``, ``"opencv:alt2"``,
-    ``"opencv:alt_tree"`` (OpenCV 4's bundled frontal-face XMLs).
+    Built-in names: ``"frontalface"`` (this project's model) and ``"opencv:<name>"`` for
+    OpenCV 4's 17 bundled Haar XMLs (``"opencv:default"``, ``"opencv:alt"``,
+    ``"opencv:alt2"``, ``"opencv:eye"``, ... : ``vj.BUILTIN``), read from the OpenCV 4
+    install or, under OpenCV 5, from the model cache that ``vj-models fetch opencv`` fills.
     """
     cascade = name_or_path if isinstance(name_or_path, Cascade) else read_cascade(name_or_path)
     return CascadeDetector(cascade)
