@@ -14,7 +14,7 @@ that do nothing but carry a partition's paths out and its records back.
 
 Usage::
 
-    vj-bench scale [--images DIR | --generate 1000] [--workdir DIR] [--repeats 3]
+    vj-bench scale [--images DIR] [--count 1000] [--workdir DIR] [--repeats 3]
                    [--partition-size 32] [--json OUT]
 """
 
@@ -80,11 +80,9 @@ def _noop_partition(items: list[tuple[str, str]]) -> list[dict]:
 
 def _task_round_trip_s(client, items: list[tuple[str, str]], size: int) -> float:
     """Seconds per image Dask spends on do-nothing tasks of ``size`` images, all in flight."""
-    from distributed import wait
-
     parts = [items[i:i + size] for i in range(0, len(items), size)]
     t0 = time.perf_counter()
-    wait([client.submit(_noop_partition, p, pure=False) for p in parts])
+    client.gather([client.submit(_noop_partition, p, pure=False) for p in parts])
     return (time.perf_counter() - t0) / len(items)
 
 
@@ -179,8 +177,8 @@ def main(argv: list[str] | None = None) -> int:
     """Run the benchmark; print a table (and write ``--json``)."""
     p = argparse.ArgumentParser(prog="vj-bench scale", description=__doc__.split("\n\n")[0])
     p.add_argument("--images", metavar="DIR", help="a folder of images (default: generate)")
-    p.add_argument("--generate", type=int, default=1000, metavar="N",
-                   help="images to generate when --images is not given (default 1000)")
+    p.add_argument("--count", type=int, default=1000, metavar="N",
+                   help="images to time: the first N of --images, or N generated (1000)")
     p.add_argument("--workdir", default=os.path.join(tempfile.gettempdir(), "vj-bench-scale"),
                    help="where generated images go (never inside the repository)")
     p.add_argument("--data", default=None, help="shared data folder (default: $VJ_DATA)")
@@ -189,12 +187,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     p.add_argument("--json", metavar="OUT", help="also write the figures as JSON")
     args = p.parse_args(argv)
+    logging.getLogger("distributed").setLevel(logging.ERROR)  # no INFO lines at cluster close
     try:
         if args.images:
-            items = list(iter_images([args.images]))
+            items = list(iter_images([args.images]))[: args.count]
         else:
-            generate_images(args.workdir, args.generate, args.data)
-            items = list(iter_images([args.workdir]))[: args.generate]
+            generate_images(args.workdir, args.count, args.data)
+            items = list(iter_images([args.workdir]))[: args.count]
         if not items:
             raise ValueError(f"no images in {args.images or args.workdir}")
     except (ValueError, FileNotFoundError) as exc:
