@@ -179,14 +179,13 @@ def _prefix_axes(confidences: list[np.ndarray], max_prefix_settings: int) -> lis
     return axes
 
 
-def _sweep_last_deferring(conf, right, cost, reference: int, prefix: np.ndarray):
+def _sweep_last_deferring(conf, right, cost, ref: np.ndarray, prefix: np.ndarray):
     """Every threshold of stage ``K-2``, exactly, for fixed thresholds ``prefix`` before it.
 
     The inputs reaching stage ``K-2`` are fixed by ``prefix``; sorted by that stage's
     confidence, answering the ``j`` surest is one cumulative sum away for every ``j``.
     """
     k, n = len(conf), conf[0].shape[0]
-    ref = right[reference]
     pending = np.ones(n, dtype=bool)
     hits = spent = disagree = 0.0
     for s, t in enumerate(prefix):
@@ -222,22 +221,27 @@ def _sweep_last_deferring(conf, right, cost, reference: int, prefix: np.ndarray)
     return grid, accuracy, mean_cost, discordant
 
 
-def _all_points(confidences, correct, costs, max_prefix_settings):
+def _all_points(confidences, correct, costs, max_prefix_settings, reference=None):
     """Every candidate setting with its accuracy, mean cost, and discordant count.
 
-    The discordant count is the number of inputs on which the cascade and the most
-    accurate single stage are not both right or both wrong.
+    The discordant count is the number of inputs on which the cascade and the
+    reference (``reference``: whether it is right on each input; by default the most
+    accurate single stage) are not both right or both wrong.
     """
     if max_prefix_settings < 1:
         raise ValueError(f"max_prefix_settings must be >= 1, got {max_prefix_settings}")
     conf, right, cost = _prepare(confidences, correct, costs)
-    reference = int(np.argmax([r.mean() for r in right]))
+    if reference is None:
+        reference = right[int(np.argmax([r.mean() for r in right]))]
+    ref = np.asarray(reference, dtype=bool)
+    if ref.shape != right[0].shape:
+        raise ValueError(f"reference must have shape {right[0].shape}, got {ref.shape}")
     if len(conf) == 1:
-        one = np.array([right[0].mean()]), np.array([cost[0].mean()]), np.zeros(1)
-        return (np.zeros((1, 0)), *one, right)
+        one = np.array([right[0].mean()]), np.array([cost[0].mean()])
+        return (np.zeros((1, 0)), *one, np.array([float((right[0] != ref).sum())]), right)
     axes = _prefix_axes(conf, max_prefix_settings)
     prefixes = np.stack([g.ravel() for g in np.meshgrid(*axes, indexing="ij")], 1) if axes else [()]
-    parts = [_sweep_last_deferring(conf, right, cost, reference, np.asarray(p)) for p in prefixes]
+    parts = [_sweep_last_deferring(conf, right, cost, ref, np.asarray(p)) for p in prefixes]
     grid, accuracy, mean_cost, discordant = (np.concatenate(x) for x in zip(*parts, strict=True))
     return grid, accuracy, mean_cost, discordant, right
 
@@ -254,6 +258,7 @@ def tune_thresholds(
     eps: float = 0.0,
     z: float = 0.0,
     max_prefix_settings: int = 4096,
+    reference: np.ndarray | None = None,
 ) -> TuningResult:
     """Cheapest thresholds whose accuracy is at least ``(1 - eps)`` x the best single model's.
 
@@ -274,22 +279,29 @@ def tune_thresholds(
     max_prefix_settings : int, optional
         Cap on the threshold combinations tried for the stages before the last deferring
         one (every observed confidence while it fits, quantiles beyond).
+    reference : (N,) bool array, optional
+        Whether the model to match is right on each input, when it is not one of these
+        stages (a subset of a larger cascade, :mod:`vj_dynamic.idk_selection`): the
+        target is then ``(1 - eps)`` times its accuracy, and the margin counts
+        disagreements with it.
 
     Returns
     -------
     TuningResult
-        Ties in cost are broken by higher accuracy.
+        Ties in cost are broken by higher accuracy. ``best_single_accuracy`` and
+        ``best_single_stage`` describe these stages alone.
     """
     if not 0.0 <= eps < 1.0:
         raise ValueError(f"eps must be in [0, 1), got {eps}")
     if z < 0:
         raise ValueError(f"z must be >= 0, got {z}")
     grid, accuracy, cost, discordant, right = _all_points(
-        confidences, correct, costs, max_prefix_settings
+        confidences, correct, costs, max_prefix_settings, reference
     )
     singles = np.array([r.mean() for r in right])
     best_stage = int(singles.argmax())
-    target = (1.0 - eps) * float(singles[best_stage])
+    reference_accuracy = singles[best_stage] if reference is None else np.mean(reference)
+    target = (1.0 - eps) * float(reference_accuracy)
     n = len(right[0])
     # A small tolerance so that "as accurate as the best model" is not lost to rounding.
     feasible = accuracy - z * np.sqrt(discordant) / n >= target - 1e-12

@@ -10,28 +10,31 @@ the dense baseline the same treatment so that the comparison stays fair:
 - activations are kept channels-last, the layout oneDNN convolves without reordering
   and whose per-sample cost does not jump with the batch size (NCHW does, past ~32);
 - the recurrent gate (pool, embed, LSTM step, read-out, threshold) is one Numba call
-  that reads the activation in place;
-- in a batch, a block runs on the gathered open samples and its output is scattered
-  back in place (NumPy row copies on the NHWC view, so no reordering).
+  that reads the activation in place (:mod:`vj_dynamic.skipnet_gate_kernel`);
+- in a batch, samples are grouped by execution path (``batching="grouped"``, the
+  default): where a gate splits a group, its rows are copied once into two new groups,
+  and from then on each group runs its blocks densely. A policy that takes a few
+  paths thus pays one row copy per path, instead of a gather and a scatter in every
+  block that some samples skip (``batching="scatter"``: the block runs on the gathered
+  open samples and its output is scattered back in place).
 
-Its outputs equal the module's ``"masked"`` execution to floating-point tolerance.
+Row copies are NumPy copies on the NHWC view, so nothing is reordered. The outputs
+equal the module's ``"masked"`` execution to floating-point tolerance.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
-import numba
 import numpy as np
 import torch
 import torch.nn.functional as F
-from numba import types
-from numba.extending import intrinsic
 from torch import nn
-from vj_dynamic.gates import RNNGate
 from vj_dynamic.skipnet import BasicBlock, SkipResNet
+from vj_dynamic.skipnet_gate_kernel import gate_bank
 
-__all__ = ["RuntimeOutput", "SkipNetClassifier", "SkipNetRuntime"]
+__all__ = ["BATCHING", "RuntimeOutput", "SkipNetClassifier", "SkipNetRuntime"]
 
 
 def _fold_conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
@@ -133,155 +136,31 @@ class _FoldedBlock:
         return base
 
 
-@intrinsic
-def _float32_pointer(typingctx, address):
-    """Numba intrinsic: the integer ``address`` as a ``float32*`` (for ``numba.carray``)."""
-    signature = types.CPointer(types.float32)(types.intp)
-
-    def codegen(context, builder, sig, args):
-        return builder.inttoptr(args[0], context.get_value_type(sig.return_type))
-
-    return signature, codegen
-
-
-@numba.njit(cache=True, fastmath=True)
-def _rnn_gate_kernel(
-    address,
-    n,
-    channels,
-    pixels,
-    channels_last,
-    w_e,
-    b_e,
-    w_ih,
-    w_hh,
-    b_gates,
-    w_out,
-    b_out,
-    threshold,
-    h,
-    c,
-    out,
-):
-    """One step of the recurrent gate for every sample; updates ``h`` and ``c`` in place.
-
-    Same arithmetic as ``RNNGate.forward``: global-average-pool the block input, embed,
-    one LSTM step (PyTorch gate order i, f, g, o), linear read-out, compare the logit to
-    ``threshold``. The block input is read in place from ``address``: ``n`` samples of
-    ``pixels x channels`` float32 values when ``channels_last``, else ``channels x
-    pixels``. At batch size 1 a gate is a few microseconds of arithmetic, and Python
-    objects around it (tensor views, NumPy arrays) would cost as much again.
-    """
-    if channels_last:
-        x = numba.carray(_float32_pointer(address), (n, pixels, channels))
-    else:
-        x = numba.carray(_float32_pointer(address), (n, channels, pixels))
-    n_in = channels
-    n_pixels = pixels
-    n_embed = w_e.shape[0]
-    n_hidden = w_hh.shape[1]
-    ones = np.ones(n_pixels, np.float32)
-    e = np.empty(n_embed, np.float32)
-    z = np.empty(4 * n_hidden, np.float32)
-    for s in range(n):
-        # Pooling as a BLAS matrix-vector product: several times faster than a loop here.
-        pooled = np.dot(ones, x[s]) if channels_last else np.dot(x[s], ones)
-        for j in range(n_embed):
-            acc = 0.0
-            for i in range(n_in):
-                acc += w_e[j, i] * pooled[i]
-            e[j] = acc / n_pixels + b_e[j]
-        for j in range(4 * n_hidden):
-            acc = b_gates[j]
-            for i in range(n_embed):
-                acc += w_ih[j, i] * e[i]
-            for i in range(n_hidden):
-                acc += w_hh[j, i] * h[s, i]
-            z[j] = acc
-        logit = b_out
-        for j in range(n_hidden):
-            in_gate = 1.0 / (1.0 + np.exp(-z[j]))
-            forget_gate = 1.0 / (1.0 + np.exp(-z[n_hidden + j]))
-            candidate = np.tanh(z[2 * n_hidden + j])
-            out_gate = 1.0 / (1.0 + np.exp(-z[3 * n_hidden + j]))
-            cell = forget_gate * c[s, j] + in_gate * candidate
-            c[s, j] = cell
-            hidden = out_gate * np.tanh(cell)
-            h[s, j] = hidden
-            logit += w_out[j] * hidden
-        out[s] = logit > threshold
-
-
-class _FusedRNNGate:
-    """The recurrent gate bank as NumPy weights and one kernel call per block."""
-
-    def __init__(self, gate: RNNGate, channels_last: bool) -> None:
-        self.channels_last = channels_last
-
-        def arr(t: torch.Tensor) -> np.ndarray:
-            return np.ascontiguousarray(t.detach().cpu().numpy(), dtype=np.float32)
-
-        folded = [gate.folded_embedding(k) for k in range(len(gate))]
-        self.w_e = [arr(w) for w, _ in folded]
-        self.b_e = [arr(b) for _, b in folded]
-        self.w_ih = arr(gate.cell.weight_ih)
-        self.w_hh = arr(gate.cell.weight_hh)
-        self.b_gates = arr(gate.cell.bias_ih + gate.cell.bias_hh)
-        self.w_out = arr(gate.proj.weight[0])
-        self.b_out = float(gate.proj.bias[0])
-        self.hidden_dim = gate.hidden_dim
-
-    def init_state(self, n: int) -> tuple[np.ndarray, np.ndarray]:
-        """Zero hidden and cell states."""
-        zeros = np.zeros((n, self.hidden_dim), np.float32)
-        return zeros, zeros.copy()
-
-    def decide(self, x: torch.Tensor, k: int, state, threshold: float, out: np.ndarray) -> None:
-        """Write the decisions of gate ``k`` for the block input ``x`` into ``out``."""
-        n, channels, height, width = x.shape
-        h, c = state
-        # The runtime keeps every activation in its own layout; where the two layouts
-        # coincide in memory (one channel, or one pixel) either reading is right.
-        _rnn_gate_kernel(
-            x.data_ptr(),
-            n,
-            channels,
-            height * width,
-            self.channels_last,
-            self.w_e[k],
-            self.b_e[k],
-            self.w_ih,
-            self.w_hh,
-            self.b_gates,
-            self.w_out,
-            self.b_out,
-            threshold,
-            h,
-            c,
-            out,
-        )
-
-
-class _TorchGates:
-    """Feed-forward gates run as PyTorch modules (their convolutions dominate dispatch)."""
-
-    def __init__(self, gates: nn.Module) -> None:
-        self.gates = gates
-
-    def init_state(self, n: int) -> None:
-        return None
-
-    def decide(self, x: torch.Tensor, k: int, state, threshold: float, out: np.ndarray) -> None:
-        logit, _ = self.gates(x, k, None)
-        out[:] = (logit > threshold).numpy()
-
-
 @dataclass
 class RuntimeOutput:
     """Logits ``(N, num_classes)`` and which gated blocks ran, ``(N, n_gates)`` bool."""
 
     logits: torch.Tensor
     executed: np.ndarray
+
+
+BATCHING = ("grouped", "scatter")
+
+
+def _take(x: torch.Tensor, index: np.ndarray) -> torch.Tensor:
+    """Rows ``index`` of ``x`` as a new tensor in the same layout."""
+    rows = np.take(_rows(x), index, axis=0)
+    out = torch.from_numpy(rows)
+    return out if x.is_contiguous() else out.permute(0, 3, 1, 2)
+
+
+@dataclass
+class _Group:
+    """Samples that have taken the same path so far: their activations, rows, gate state."""
+
+    x: torch.Tensor
+    rows: np.ndarray
+    state: Any
 
 
 class SkipNetRuntime:
@@ -291,9 +170,18 @@ class SkipNetRuntime:
     ----------
     model : SkipResNet
         A trained network. Its weights are copied (batch-norm folded) when the runtime
-        is built; later changes to ``model`` are not seen.
+        is built; later changes to ``model`` (its gate threshold included) are not seen.
     channels_last : bool, optional
         Keep activations channels-last (faster with oneDNN on CPUs).
+    batching : {"grouped", "scatter"}, optional
+        How a batch whose samples take different paths runs (see the module
+        docstring): groups by path, or gather / scatter in every partly run block.
+    min_group : int, optional
+        With grouped batching, a gate splits a group only when both parts hold at
+        least this many samples; a smaller minority stays in the group and is gathered
+        and scattered for that block. Every convolution call costs tens of
+        microseconds whatever its batch, so groups of a few samples cost more in
+        calls than their row copies would.
 
     Examples
     --------
@@ -305,16 +193,29 @@ class SkipNetRuntime:
     (torch.Size([4, 10]), (4, 17))
     """
 
-    def __init__(self, model: SkipResNet, *, channels_last: bool = True) -> None:
+    def __init__(
+        self,
+        model: SkipResNet,
+        *,
+        channels_last: bool = True,
+        batching: str = "grouped",
+        min_group: int = 16,
+    ) -> None:
         if not isinstance(model, SkipResNet):
             raise ValueError(f"model must be a SkipResNet, got {type(model).__name__}")
         if model.training:
             raise ValueError("model must be in eval mode (batch-norm is folded); call .eval()")
         if any(p.dtype != torch.float32 or p.device.type != "cpu" for p in model.parameters()):
             raise ValueError("the runtime runs float32 models on the CPU; call .float().cpu()")
+        if batching not in BATCHING:
+            raise ValueError(f"batching must be one of {BATCHING}, got {batching!r}")
+        if min_group < 1:
+            raise ValueError(f"min_group must be >= 1, got {min_group}")
+        self.min_group = int(min_group)
         fmt = torch.channels_last if channels_last else torch.contiguous_format
         self.model = model
         self.memory_format = fmt
+        self.batching = batching
         self.in_channels = model.in_channels
         self.num_gates = model.num_gates
         self.threshold = model.gate_logit_threshold
@@ -326,10 +227,26 @@ class SkipNetRuntime:
             self._blocks = [_FoldedBlock(b, fmt) for b in model.blocks]
             self._fc_weight = model.fc.weight.detach().clone()
             self._fc_bias = model.fc.bias.detach().clone()
-            if isinstance(model.gates, RNNGate):
-                self._gates = _FusedRNNGate(model.gates, channels_last)
-            else:
-                self._gates = _TorchGates(model.gates)
+            self._gates = gate_bank(model.gates, channels_last)
+
+    def _check(self, x: torch.Tensor, dynamic: bool, decisions) -> np.ndarray | None:
+        if not isinstance(x, torch.Tensor) or x.ndim != 4 or not x.is_floating_point():
+            raise ValueError("input must be a float tensor of shape (N, C, H, W)")
+        if x.shape[1] != self.in_channels or x.shape[0] < 1 or x.device.type != "cpu":
+            raise ValueError(
+                f"input must be a CPU tensor of shape (N >= 1, {self.in_channels}, H, W), "
+                f"got {tuple(x.shape)} on {x.device}"
+            )
+        if decisions is None:
+            return None
+        n = x.shape[0]
+        decisions = np.asarray(decisions, dtype=bool)
+        if not dynamic or decisions.shape != (n, self.num_gates):
+            raise ValueError(
+                f"decisions must have shape ({n}, {self.num_gates}), with dynamic=True"
+            )
+        # Gate-major, so that each gate's decisions are one contiguous row.
+        return np.ascontiguousarray(decisions.T)
 
     def __call__(
         self, x: torch.Tensor, *, dynamic: bool = True, decisions: np.ndarray | None = None
@@ -351,20 +268,8 @@ class SkipNetRuntime:
         -------
         RuntimeOutput
         """
-        if not isinstance(x, torch.Tensor) or x.ndim != 4 or not x.is_floating_point():
-            raise ValueError("input must be a float tensor of shape (N, C, H, W)")
-        if x.shape[1] != self.in_channels or x.shape[0] < 1 or x.device.type != "cpu":
-            raise ValueError(
-                f"input must be a CPU tensor of shape (N >= 1, {self.in_channels}, H, W), "
-                f"got {tuple(x.shape)} on {x.device}"
-            )
+        replay = self._check(x, dynamic, decisions)
         n = x.shape[0]
-        if decisions is not None:
-            decisions = np.asarray(decisions, dtype=bool)
-            if not dynamic or decisions.shape != (n, self.num_gates):
-                raise ValueError(
-                    f"decisions must have shape ({n}, {self.num_gates}), with dynamic=True"
-                )
         # Gate by gate rows, so that each gate writes its decisions in place.
         executed = np.ones((self.num_gates, n), dtype=bool)
         with torch.inference_mode():
@@ -373,20 +278,84 @@ class SkipNetRuntime:
             # back NCHW; convert it once rather than in every later convolution.
             x = torch.relu_(self._stem(x)).contiguous(memory_format=self.memory_format)
             x = self._blocks[0](x)
-            if dynamic:
-                state = self._gates.init_state(n)
-                for k, block in enumerate(self._blocks[1:]):
-                    open_ = executed[k]
-                    if decisions is None:
-                        self._gates.decide(x, k, state, self.threshold, open_)
-                    else:
-                        open_[:] = decisions[:, k]
-                    x = block.run_where(x, open_, self._workspace)
-            else:
+            if not dynamic:
                 for block in self._blocks[1:]:
                     x = block(x)
-            logits = F.linear(x.mean(dim=(2, 3)), self._fc_weight, self._fc_bias)
+                logits = self._head(x)
+            elif n == 1:
+                logits = self._head(self._run_single(x, executed[:, 0], replay))
+            elif self.batching == "grouped":
+                logits = self._run_grouped(x, executed, replay)
+            else:
+                logits = self._head(self._run_scatter(x, executed, replay))
         return RuntimeOutput(logits, executed.T)
+
+    def _head(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x.mean(dim=(2, 3)), self._fc_weight, self._fc_bias)
+
+    def _run_single(self, x: torch.Tensor, executed: np.ndarray, replay) -> torch.Tensor:
+        """One sample: each block runs or not; nothing to gather."""
+        gates, threshold = self._gates, self.threshold
+        state = gates.init_state(1)
+        for k, block in enumerate(self._blocks[1:]):
+            open_ = executed[k : k + 1]
+            if replay is None:
+                gates.decide(x, k, state, threshold, open_)
+            else:
+                open_[0] = replay[k, 0]
+            x = block(x) if open_[0] else block.shortcut(x)
+        return x
+
+    def _run_scatter(self, x: torch.Tensor, executed: np.ndarray, replay) -> torch.Tensor:
+        """The whole batch through every block; partly open blocks gather and scatter."""
+        state = self._gates.init_state(x.shape[0])
+        for k, block in enumerate(self._blocks[1:]):
+            open_ = executed[k]
+            if replay is None:
+                self._gates.decide(x, k, state, self.threshold, open_)
+            else:
+                open_[:] = replay[k]
+            x = block.run_where(x, open_, self._workspace)
+        return x
+
+    def _run_grouped(self, x: torch.Tensor, executed: np.ndarray, replay) -> torch.Tensor:
+        """Samples grouped by path: a group splits where its gate splits it, once."""
+        gates = self._gates
+        groups = [_Group(x, np.arange(x.shape[0]), gates.init_state(x.shape[0]))]
+        decided = np.empty(x.shape[0], dtype=bool)
+        for k, block in enumerate(self._blocks[1:]):
+            next_groups = []
+            for g in groups:
+                open_ = decided[: g.rows.size]
+                if replay is None:
+                    gates.decide(g.x, k, g.state, self.threshold, open_)
+                else:
+                    np.take(replay[k], g.rows, out=open_)
+                executed[k, g.rows] = open_
+                n_open = int(np.count_nonzero(open_))
+                if n_open == g.rows.size:
+                    g.x = block(g.x)
+                elif n_open == 0:
+                    g.x = block.shortcut(g.x)
+                elif min(n_open, g.rows.size - n_open) >= self.min_group:
+                    next_groups.append(self._split_off(g, open_, block))
+                else:  # too few rows for a group of their own: gather and scatter them
+                    g.x = block.run_where(g.x, open_, self._workspace)
+                next_groups.append(g)
+            groups = next_groups
+        logits = torch.empty(x.shape[0], self._fc_weight.shape[0])
+        for g in groups:
+            logits[torch.from_numpy(g.rows)] = self._head(g.x)
+        return logits
+
+    def _split_off(self, g: _Group, open_: np.ndarray, block: _FoldedBlock) -> _Group:
+        """Run ``block`` on the open rows of ``g`` as a new group; ``g`` keeps the rest."""
+        ran, skipped = np.flatnonzero(open_), np.flatnonzero(~open_)
+        take_state = self._gates.take_state
+        opened = _Group(block(_take(g.x, ran)), g.rows[ran], take_state(g.state, ran))
+        g.x = block.shortcut(_take(g.x, skipped))
+        g.rows, g.state = g.rows[skipped], take_state(g.state, skipped)
+        return opened
 
     def flops_per_sample(self, executed: np.ndarray | None, height: int, width: int) -> np.ndarray:
         """Analytic FLOPs per sample of what ran (``executed=None``: the dense network)."""
