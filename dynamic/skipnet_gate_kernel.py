@@ -116,7 +116,7 @@ class FusedRNNGate:
         self.w_hh = arr(gate.cell.weight_hh)
         self.b_gates = arr(gate.cell.bias_ih + gate.cell.bias_hh)
         self.w_out = arr(gate.proj.weight[0])
-        self.b_out = float(gate.proj.bias[0])
+        self.b_out = float(gate.proj.bias.detach()[0])
         self.hidden_dim = gate.hidden_dim
 
     def init_state(self, n: int) -> tuple[np.ndarray, np.ndarray]:

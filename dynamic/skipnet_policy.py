@@ -87,11 +87,16 @@ class PolicyReport:
         return len(self.paths())
 
     def histogram(self, bins: int = 10) -> tuple[np.ndarray, np.ndarray]:
-        """Counts and edges of the per-sample FLOPs between the cheapest path and dense."""
+        """Counts and edges of the per-sample FLOPs, from the cheapest path to dense or more.
+
+        Every sample is counted: a path that runs every block costs the dense FLOPs plus
+        its gates'.
+        """
         if bins < 1:
             raise ValueError(f"bins must be >= 1, got {bins}")
         low = min(float(self.flops.min()), float(self.dense_flops))
-        return np.histogram(self.flops, bins=bins, range=(low, float(self.dense_flops)))
+        high = max(float(self.flops.max()), float(self.dense_flops))
+        return np.histogram(self.flops, bins=bins, range=(low, high))
 
     def by_group(self, groups: np.ndarray, labels: np.ndarray | None = None) -> list[dict]:
         """Mean FLOPs, execution rate and (with ``labels``) accuracy of each group of inputs."""

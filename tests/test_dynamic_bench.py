@@ -26,13 +26,22 @@ def tiny_results(tmp_path_factory):
         repeats=1,
         cnn_epochs=1,
         subset=96,
+        ft_epochs=1,
+        gate_thresholds=(0.4, 0.6),
+        sweep_batch_sizes=(1, 16),
+        sweep_threads=(1,),
+        sweep_repeats=1,
     )
     plot = tmp_path_factory.mktemp("plot") / "frontier.png"
     before = torch.get_num_threads()
     weights = tmp_path_factory.mktemp("weights")
-    results = run_benchmark(config, log=lambda line: None, plot=str(plot), weights_dir=str(weights))
+    figure = plot.parent / "systems.png"
+    results = run_benchmark(
+        config, log=lambda line: None, plot=str(plot), weights_dir=str(weights), figure=str(figure)
+    )
     assert sorted(p.name for p in weights.iterdir()) == ["resnet.pt", "skipnet.pt"]
     assert torch.get_num_threads() == before
+    assert figure.stat().st_size > 1000
     return results, plot
 
 
@@ -50,7 +59,24 @@ def test_results_have_the_documented_shape(tiny_results):
     engine = results["details"]["engine_check_random_gates"]["16"]
     assert engine["flops_dynamic"] == pytest.approx(engine["flops_dynamic_analytic"])
     assert 0 < engine["execution_rate"] <= 1
+    for entry in results["skipnet"].values():
+        assert entry["flops_per_sample_p10"] <= entry["flops_per_sample_p90"]
+        assert entry["flops_per_sample_p90"] <= 1.01 * entry["flops_dense"]  # gates cost a little
+        assert entry["paths"] >= 1
+    policy = results["details"]["policy"]
+    assert policy["paths"] == results["skipnet"]["16"]["paths"]
+    assert sum(policy["histogram"]["counts"]) == 96
+    assert [row["group"] for row in policy["by_difficulty"]] == [0, 1, 2, 3]
+    sweep = results["details"]["systems_sweep"]
+    assert {(r["batch"], r["threads"], r["threshold"]) for r in sweep} == {
+        (b, 1, t) for b in (1, 16) for t in (0.4, 0.6)
+    }
     assert IDK_KEYS <= set(results["idk"])
+    idk = results["idk"]
+    assert (
+        idk["kept"][-1] == idk["stages"][-1]["name"] or idk["stages"][-1]["name"] in idk["dropped"]
+    )
+    assert sorted(idk["kept"] + idk["dropped"]) == sorted(s["name"] for s in idk["stages"])
     assert len(results["idk"]["stages"]) == 3
     assert set(results["idk"]["plain_constraint"]) >= {"cost_cascade", "acc_cascade"}
     assert plot.stat().st_size > 1000

@@ -27,7 +27,6 @@ __all__ = [
 ]
 
 
-
 @dataclass(frozen=True)
 class DatasetSplits:
     """Train / validation / test tensors of one dataset.
@@ -42,6 +41,9 @@ class DatasetSplits:
         ``(n,)`` int64 class labels.
     num_classes : int
         Number of classes.
+    difficulty_train, difficulty_val, difficulty_test : (n,) int ndarray or None
+        Difficulty level of every sample, where the dataset grades its inputs
+        (:mod:`vj_dynamic.bench.graded_digits`).
     """
 
     name: str
@@ -52,6 +54,9 @@ class DatasetSplits:
     x_test: torch.Tensor
     y_test: torch.Tensor
     num_classes: int
+    difficulty_train: np.ndarray | None = None
+    difficulty_val: np.ndarray | None = None
+    difficulty_test: np.ndarray | None = None
 
     @property
     def in_channels(self) -> int:
@@ -62,6 +67,27 @@ class DatasetSplits:
     def image_size(self) -> int:
         """Side of the square images."""
         return int(self.x_train.shape[-1])
+
+    def head(self, n: int) -> DatasetSplits:
+        """The first ``n`` samples of each split (smoke tests)."""
+        cut = slice(0, n)
+
+        def part(a):
+            return None if a is None else a[cut]
+
+        return DatasetSplits(
+            self.name,
+            self.x_train[cut],
+            self.y_train[cut],
+            self.x_val[cut],
+            self.y_val[cut],
+            self.x_test[cut],
+            self.y_test[cut],
+            self.num_classes,
+            part(self.difficulty_train),
+            part(self.difficulty_val),
+            part(self.difficulty_test),
+        )
 
 
 def _split(

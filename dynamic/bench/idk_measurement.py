@@ -1,7 +1,10 @@
 """The benchmark's IDK cascade: logistic regression -> small CNN -> the ResNet.
 
-The cheap stages are trained here, the thresholds tuned on the validation split, and
-the cascade measured on the test split against the best single model.
+The cheap stages are trained here. Thresholds and the stages kept are chosen on the
+validation split (:func:`~vj_dynamic.idk_selection.select_stages`: the cheapest cascade
+as accurate as the best single model, within the safety margin, in which every kept
+stage answers at least ``idk_min_share`` of the inputs reaching it); the cascade is
+then measured on the test split against the best single model.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ import torch
 from sklearn.linear_model import LogisticRegression
 from vj_dynamic.bench.config import BenchmarkConfig, Log
 from vj_dynamic.bench.datasets import DatasetSplits
-from vj_dynamic.flops import count_flops, linear_flops
+from vj_dynamic.flops import linear_flops
 from vj_dynamic.idk import (
     IDKCascade,
     MaxProbRule,
@@ -19,6 +22,7 @@ from vj_dynamic.idk import (
     sklearn_predict_proba,
     torch_predict_proba,
 )
+from vj_dynamic.idk_selection import answer_shares, select_stages
 from vj_dynamic.idk_tuning import cost_accuracy_frontier, plot_frontier, tune_thresholds
 from vj_dynamic.latency import compare_latency, torch_threads
 from vj_dynamic.skipnet import SkipResNet
@@ -31,87 +35,129 @@ _POOL = 8
 
 
 def build_stages(dense: SkipResNet, data: DatasetSplits, config: BenchmarkConfig) -> list[Stage]:
-    """Train the cheap stages and return the three stages, cheapest first."""
+    """Train the cheap stages and return the three candidate stages, cheapest first."""
     logreg = LogisticRegression(C=1.0, max_iter=2000).fit(
         pooled_pixels(data.x_train, _POOL).numpy(), data.y_train.numpy()
     )
     logreg_flops = linear_flops(_POOL * _POOL * data.in_channels, data.num_classes)
     torch.manual_seed(config.seed)
-    cnn = SmallCNN(data.in_channels, data.num_classes, data.image_size)
+    cnn = SmallCNN(data.in_channels, data.num_classes, data.image_size, widths=config.cnn_widths)
     train_classifier(cnn, data.x_train, data.y_train, epochs=config.cnn_epochs, seed=config.seed)
-    with torch.inference_mode():
-        cnn_flops = count_flops(cnn, data.x_val[:1])[0]
-    resnet = SkipNetClassifier(dense, dynamic=False)
-    resnet_flops = float(dense.flop_breakdown(*data.x_val.shape[2:]).dense())
+    size = data.x_val.shape[2:]
+    rule = MaxProbRule()
     return [
         Stage(
             f"logreg-{_POOL}x{_POOL}",
             sklearn_predict_proba(logreg, lambda x: pooled_pixels(x, _POOL).numpy()),
             float(logreg_flops),
-            MaxProbRule(),
+            rule,
         ),
-        Stage("small-cnn", torch_predict_proba(cnn), float(cnn_flops), MaxProbRule()),
-        Stage(f"resnet{config.depth}", resnet, resnet_flops),
+        Stage("small-cnn", torch_predict_proba(cnn), float(cnn.flops()), rule),
+        Stage(
+            f"resnet{config.depth}",
+            SkipNetClassifier(dense, dynamic=False),
+            float(dense.flop_breakdown(*size).dense()),
+            rule,
+        ),
     ]
 
 
 def _stage_outputs(stages: list[Stage], x: torch.Tensor, y: np.ndarray):
-    probs = [s.predict_proba(x) for s in stages]
-    return probs, [p.argmax(1) == y for p in probs]
+    """Probabilities, correctness and per-input costs of every stage on every input."""
+    probs, costs = [], []
+    for s in stages:
+        probs.append(np.asarray(s.predict_proba(x)))
+        costs.append(s.costs(len(y)))
+    return probs, [p.argmax(1) == y for p in probs], costs
 
 
-def _stage_rows(stages, result, test_correct) -> list[dict]:
-    return [
-        {
-            "name": s.name,
-            "cost": s.cost,
-            "inputs": st.inputs,
-            "answered": st.answered,
-            "idk_rate": st.idk_rate,
-            "ms": st.ms,
-            "acc_alone_test": float(c.mean()),
-        }
-        for s, st, c in zip(stages, result.stats.stages, test_correct, strict=True)
+def _stage_rows(stages, kept, result, test_correct) -> list[dict]:
+    """Every candidate stage on test: what it did in the cascade (nothing if dropped)."""
+    done = dict(zip(kept, result.stats.stages, strict=True))
+    rows = []
+    for i, (s, c) in enumerate(zip(stages, test_correct, strict=True)):
+        st = done.get(i)
+        inputs, answered = (st.inputs, st.answered) if st else (0, 0)
+        rows.append(
+            {
+                "name": s.name,
+                "kept": st is not None,
+                "cost": s.cost,
+                "inputs": inputs,
+                "answered": answered,
+                "idk_rate": st.idk_rate if st else 0.0,
+                "answer_share": answered / inputs if inputs else 0.0,
+                "ms": st.ms if st else 0.0,
+                "acc_alone_test": float(c.mean()),
+            }
+        )
+    return rows
+
+
+def _cascade(stages: list[Stage], kept: tuple[int, ...], thresholds) -> IDKCascade:
+    chosen = [stages[i] for i in kept]
+    return IDKCascade(chosen).with_thresholds(list(thresholds)[: len(chosen) - 1])
+
+
+def _time(best: Stage, cascade: IDKCascade, x: torch.Tensor, config) -> dict:
+    with torch_threads(config.timing_threads):
+        return compare_latency(
+            {"best": lambda: best.predict_proba(x), "cascade": lambda: cascade.predict(x)},
+            warmup=config.warmup,
+            repeats=config.repeats,
+        )
+
+
+def _plot(path, stages, confidences, correct, costs, point, log) -> None:
+    frontier = cost_accuracy_frontier(confidences, correct, costs)
+    singles = [
+        (s.name, float(np.mean(c)), float(k.mean()))
+        for s, c, k in zip(stages, costs, correct, strict=True)
     ]
+    plot_frontier(frontier, path, singles=singles, chosen=point)
+    log(f"frontier plot written to {path}")
+
+
+def _choose(confidences, correct, costs, config, z: float):
+    return select_stages(
+        confidences, correct, costs, eps=config.eps, z=z, min_share=config.idk_min_share
+    )
+
+
+def _unselected(stages, confidences, correct, costs, config, x_test, y_test) -> dict:
+    """Thresholds tuned for every stage, none dropped: the degenerate cascade, for reference."""
+    tuned = tune_thresholds(confidences, correct, costs, eps=config.eps, z=config.idk_z)
+    result = _cascade(stages, tuple(range(len(stages))), tuned.point.thresholds).predict(x_test)
+    return {
+        "thresholds": list(tuned.point.thresholds),
+        "val_shares": answer_shares(confidences, tuned.point.thresholds).tolist(),
+        "cost_cascade": result.stats.cost_per_input,
+        "acc_cascade": result.accuracy(y_test),
+    }
 
 
 def measure_idk(
     dense: SkipResNet, data: DatasetSplits, config: BenchmarkConfig, log: Log, plot: str | None
 ) -> dict:
-    """Tune the cascade on validation, measure it on test; optionally plot the frontier."""
+    """Choose stages and thresholds on validation, measure on test; optionally plot."""
     stages = build_stages(dense, data, config)
-    val_probs, val_correct = _stage_outputs(stages, data.x_val, data.y_val.numpy())
+    val_probs, val_correct, val_costs = _stage_outputs(stages, data.x_val, data.y_val.numpy())
     confidences = [MaxProbRule().confidence(p) for p in val_probs]
-    costs = [s.cost for s in stages]
-    tuned = tune_thresholds(confidences, val_correct, costs, eps=config.eps, z=config.idk_z)
-    plain = tune_thresholds(confidences, val_correct, costs, eps=config.eps)
-    deferring = len(stages) - 1
-    cascade = IDKCascade(stages).with_thresholds(tuned.point.thresholds[:deferring])
-    y_test = data.y_test.numpy()
-    _, test_correct = _stage_outputs(stages, data.x_test, y_test)
-    best = tuned.best_single_stage
-    result = cascade.predict(data.x_test)
-    plain_result = IDKCascade(stages).with_thresholds(plain.point.thresholds[:deferring])
-    plain_result = plain_result.predict(data.x_test)
-    with torch_threads(config.timing_threads):
-        lat = compare_latency(
-            {
-                "best": lambda: stages[best].predict_proba(data.x_test),
-                "cascade": lambda: cascade.predict(data.x_test),
-            },
-            warmup=config.warmup,
-            repeats=config.repeats,
-        )
-    frontier = cost_accuracy_frontier(confidences, val_correct, costs)
+    val = (confidences, val_correct, val_costs)
+    chosen = _choose(*val, config, config.idk_z)
+    plain = _choose(*val, config, 0.0)
+    cascade = _cascade(stages, chosen.kept, chosen.tuning.point.thresholds)
+    x_test, y_test = data.x_test, data.y_test.numpy()
+    _, test_correct, _ = _stage_outputs(stages, x_test, y_test)
+    best = int(np.argmax([c.mean() for c in val_correct]))
+    result = cascade.predict(x_test)
+    plain_result = _cascade(stages, plain.kept, plain.tuning.point.thresholds).predict(x_test)
+    lat = _time(stages[best], cascade, x_test, config)
     if plot:
-        singles = [
-            (s.name, s.cost, float(c.mean())) for s, c in zip(stages, val_correct, strict=True)
-        ]
-        plot_frontier(frontier, plot, singles=singles, chosen=tuned.point)
-        log(f"frontier plot written to {plot}")
+        _plot(plot, stages, *val, chosen.tuning.point, log)
     log("IDK cascade on test:\n" + result.stats.table())
     return {
-        "cost_best": stages[best].cost,
+        "cost_best": float(np.mean(val_costs[best])),
         "cost_cascade": result.stats.cost_per_input,
         "acc_best": float(test_correct[best].mean()),
         "acc_cascade": result.accuracy(y_test),
@@ -122,16 +168,23 @@ def measure_idk(
         "test_samples": int(len(y_test)),
         "eps": config.eps,
         "z": config.idk_z,
-        "thresholds": list(tuned.point.thresholds),
-        "val_feasible": tuned.feasible,
-        "val_acc_cascade": tuned.point.accuracy,
-        "val_acc_best": tuned.best_single_accuracy,
+        "min_share": config.idk_min_share,
+        "kept": [stages[i].name for i in chosen.kept],
+        "dropped": [stages[i].name for i in chosen.dropped],
+        "thresholds": list(chosen.tuning.point.thresholds),
+        "val_feasible": chosen.feasible,
+        "val_acc_cascade": chosen.tuning.point.accuracy,
+        "val_cost_cascade": chosen.tuning.point.cost,
+        "val_shares": list(chosen.shares),
+        "val_acc_best": float(val_correct[best].mean()),
         "plain_constraint": {
-            "thresholds": list(plain.point.thresholds),
-            "val_acc_cascade": plain.point.accuracy,
+            "kept": [stages[i].name for i in plain.kept],
+            "thresholds": list(plain.tuning.point.thresholds),
+            "val_acc_cascade": plain.tuning.point.accuracy,
             "cost_cascade": plain_result.stats.cost_per_input,
             "acc_cascade": plain_result.accuracy(y_test),
         },
-        "stages": _stage_rows(stages, result, test_correct),
-        "frontier_val": [[p.cost, p.accuracy] for p in frontier],
+        "no_stage_selection": _unselected(stages, *val, config, x_test, y_test),
+        "stages": _stage_rows(stages, chosen.kept, result, test_correct),
+        "frontier_val": [[p.cost, p.accuracy] for p in cost_accuracy_frontier(*val)],
     }

@@ -17,7 +17,8 @@ from vj_dynamic.bench.report import short_summary
 from vj_dynamic.flops import count_flops
 from vj_dynamic.latency import LatencyStats, compare_latency, torch_threads
 from vj_dynamic.skipnet import SkipResNet
-from vj_dynamic.skipnet_runtime import SkipNetRuntime
+from vj_dynamic.skipnet_policy import path_key
+from vj_dynamic.skipnet_runtime import BATCHING, SkipNetRuntime
 
 __all__ = ["engine_check", "measure_skipnet"]
 
@@ -56,15 +57,38 @@ def full_batches(x: torch.Tensor, batch_size: int) -> list[torch.Tensor]:
     return out
 
 
-def time_pair(
-    dense: Callable[[], object], dynamic: Callable[[], object], n_batches: int, config
+def time_variants(
+    fns: dict[str, Callable[[], object]],
+    n_batches: int,
+    *,
+    threads: int,
+    warmup: int,
+    repeats: int,
 ) -> dict[str, LatencyStats]:
-    """Interleaved timings of two sweeps over ``n_batches`` batches, per batch."""
-    with torch_threads(config.timing_threads), torch.inference_mode():
-        lat = compare_latency(
-            {"dense": dense, "dynamic": dynamic}, warmup=config.warmup, repeats=config.repeats
-        )
+    """Interleaved timings of sweeps over ``n_batches`` batches, per batch."""
+    with torch_threads(threads), torch.inference_mode():
+        lat = compare_latency(fns, warmup=warmup, repeats=repeats)
     return {k: per_batch(v, n_batches) for k, v in lat.items()}
+
+
+def latency_fields(lat: dict[str, LatencyStats], name: str, key: str) -> dict:
+    """``ms_<name>``, ``ms_<name>_p10_p90`` and ``cpu_ms_<name>`` of variant ``key``."""
+    stats = lat[key]
+    return {
+        f"ms_{name}": stats.median_ms,
+        f"ms_{name}_p10_p90": [stats.p10_ms, stats.p90_ms],
+        f"cpu_ms_{name}": stats.cpu_median_ms,
+    }
+
+
+def policy_fields(breakdown, executed: np.ndarray) -> dict:
+    """Per-sample FLOPs percentiles and distinct execution paths of ``executed``."""
+    flops = breakdown.dynamic(executed)
+    return {
+        "flops_per_sample_p10": float(np.percentile(flops, 10)),
+        "flops_per_sample_p90": float(np.percentile(flops, 90)),
+        "paths": int(len(np.unique(path_key(executed)))),
+    }
 
 
 def add_savings(entry: dict) -> dict:
@@ -93,20 +117,29 @@ def _counted_flops(dense: SkipResNet, gated: SkipResNet, timed: list[torch.Tenso
     return flops_dense, flops_dyn, np.concatenate(executed)
 
 
+def _timed_variants(runtimes: dict[str, SkipNetRuntime], timed, batch_size: int) -> dict:
+    fns = {"dense": lambda t=timed, rt=runtimes["dense"]: [rt(b, dynamic=False) for b in t]}
+    for name, rt in runtimes.items():
+        if name != "dense" and (batch_size > 1 or name == "dynamic"):
+            fns[name] = lambda t=timed, rt=rt: [rt(b) for b in t]
+    return fns
+
+
 def _skipnet_entry(
-    models: tuple[SkipResNet, SkipResNet],
-    runtimes: tuple[SkipNetRuntime, SkipNetRuntime],
+    dense: SkipResNet,
+    gated: SkipResNet,
+    runtimes: dict[str, SkipNetRuntime],
     data: DatasetSplits,
     config: BenchmarkConfig,
     batch_size: int,
 ) -> dict:
-    (dense, gated), (dense_rt, gated_rt) = models, runtimes
     x_test, y_test = data.x_test, data.y_test.numpy()
     breakdown = gated.flop_breakdown(*x_test.shape[2:])
     with torch.inference_mode():
         parts = batches(x_test, batch_size)
+        dense_rt = runtimes["dense"]
         dense_pred = np.concatenate([dense_rt(b, dynamic=False).logits.argmax(1) for b in parts])
-        outs = [gated_rt(b) for b in parts]
+        outs = [runtimes["dynamic"](b) for b in parts]
     executed = np.concatenate([o.executed for o in outs])
     gated_pred = np.concatenate([o.logits.argmax(1) for o in outs])
 
@@ -114,11 +147,12 @@ def _skipnet_entry(
     timed = full_batches(x_test[:n_timed], batch_size)
     n_timed = len(timed) * batch_size
     flops_dense, flops_dyn, counted = _counted_flops(dense, gated, timed)
-    lat = time_pair(
-        lambda t=timed: [dense_rt(b, dynamic=False) for b in t],
-        lambda t=timed: [gated_rt(b) for b in t],
+    lat = time_variants(
+        _timed_variants(runtimes, timed, batch_size),
         len(timed),
-        config,
+        threads=config.timing_threads,
+        warmup=config.warmup,
+        repeats=config.repeats,
     )
     entry = {
         "flops_dense": flops_dense / n_timed,
@@ -126,19 +160,22 @@ def _skipnet_entry(
         "flops_dynamic_analytic": float(breakdown.dynamic(counted).mean()),
         "flops_dense_analytic": float(breakdown.dense()),
         "flops_dynamic_test_set": float(breakdown.dynamic(executed).mean()),
-        "ms_dense": lat["dense"].median_ms,
-        "ms_dynamic": lat["dynamic"].median_ms,
-        "ms_dense_p10_p90": [lat["dense"].p10_ms, lat["dense"].p90_ms],
-        "ms_dynamic_p10_p90": [lat["dynamic"].p10_ms, lat["dynamic"].p90_ms],
-        "cpu_ms_dense": lat["dense"].cpu_median_ms,
-        "cpu_ms_dynamic": lat["dynamic"].cpu_median_ms,
+        **policy_fields(breakdown, executed),
+        **latency_fields(lat, "dense", "dense"),
+        **latency_fields(lat, "dynamic", "dynamic"),
         "acc_dense": float((dense_pred == y_test).mean()),
         "acc_dynamic": float((gated_pred == y_test).mean()),
         "gate_decisions_agree": float((counted == executed[:n_timed]).mean()),
         "samples_timed": n_timed,
         "test_samples": int(x_test.shape[0]),
+        "batching": runtimes["dynamic"].batching,
     }
-    return add_savings(entry)
+    add_savings(entry)
+    for name in lat.keys() - {"dense", "dynamic"}:
+        other = latency_fields(lat, name, name)
+        other[f"time_saved_{name}"] = 1.0 - lat[name].median_ms / lat["dense"].median_ms
+        entry[name] = other
+    return entry
 
 
 def measure_skipnet(
@@ -151,10 +188,14 @@ def measure_skipnet(
     dict
         ``{str(batch size): entry}``; see ``BENCHMARKS.md`` for the keys.
     """
-    runtimes = (SkipNetRuntime(dense), SkipNetRuntime(gated))
+    runtimes = {
+        "dense": SkipNetRuntime(dense),
+        "dynamic": SkipNetRuntime(gated),
+        "scatter": SkipNetRuntime(gated, batching="scatter"),
+    }
     results = {}
     for batch_size in config.batch_sizes:
-        entry = _skipnet_entry((dense, gated), runtimes, data, config, batch_size)
+        entry = _skipnet_entry(dense, gated, runtimes, data, config, batch_size)
         results[str(batch_size)] = entry
         log(f"SkipNet batch {batch_size}: {short_summary(entry)}")
     return results
@@ -162,28 +203,28 @@ def measure_skipnet(
 
 def _replay_entry(dense, gated, data, config, masks, timed) -> dict:
     batch_size = timed[0].shape[0]
-    dense_rt, gated_rt = SkipNetRuntime(dense), SkipNetRuntime(gated)
+    dense_rt = SkipNetRuntime(dense)
+    replays = {b: SkipNetRuntime(gated, batching=b) for b in BATCHING}
     items = [(b, m.T) for b, m in zip(timed, masks, strict=True)]
 
     def run_dense(item, rt=dense_rt):
         return rt(item[0], dynamic=False)
 
-    def run_replay(item, rt=gated_rt):
+    def run_replay(item, rt=replays["grouped"]):
         return rt(item[0], decisions=item[1])
 
     with torch.inference_mode():
         flops_dyn = sum(count_flops(run_replay, item)[0] for item in items)
         flops_dense = count_flops(run_dense, items[0])[0] * len(items)
     breakdown = gated.flop_breakdown(*data.x_test.shape[2:])
-    # Replayed decisions skip the gates; charge their FLOPs (not their time, which
-    # the learned-gate measurement includes: about 1 % of a batch of 64).
+    # Replayed decisions skip the gates; charge their FLOPs (not their time).
     gate_flops = sum(breakdown.gates)
     n = len(timed) * batch_size
-    lat = time_pair(
-        lambda items=items: [run_dense(item) for item in items],
-        lambda items=items: [run_replay(item) for item in items],
-        len(items),
-        config,
+    fns = {"dense": lambda items=items: [run_dense(item) for item in items]}
+    for name, rt in replays.items():
+        fns[name] = lambda items=items, rt=rt: [rt(b, decisions=d) for b, d in items]
+    lat = time_variants(
+        fns, len(items), threads=config.timing_threads, warmup=config.warmup, repeats=config.repeats
     )
     entry = {
         "execution_rate": float(masks.mean()),
@@ -192,12 +233,13 @@ def _replay_entry(dense, gated, data, config, masks, timed) -> dict:
         "flops_dynamic_analytic": float(
             breakdown.dynamic(masks.transpose(0, 2, 1).reshape(n, -1)).mean()
         ),
-        "ms_dense": lat["dense"].median_ms,
-        "ms_dynamic": lat["dynamic"].median_ms,
-        "cpu_ms_dense": lat["dense"].cpu_median_ms,
-        "cpu_ms_dynamic": lat["dynamic"].cpu_median_ms,
+        **latency_fields(lat, "dense", "dense"),
+        **latency_fields(lat, "dynamic", "grouped"),
+        "scatter": latency_fields(lat, "dynamic", "scatter"),
     }
-    return add_savings(entry)
+    add_savings(entry)
+    entry["scatter"]["time_saved"] = 1.0 - lat["scatter"].median_ms / lat["dense"].median_ms
+    return entry
 
 
 def engine_check(
@@ -210,13 +252,14 @@ def engine_check(
 ) -> dict[str, dict[str, float]]:
     """Batched skip execution with per-sample random decisions at the policy's rate.
 
-    The learned policy can be input-independent (the same blocks skipped for every
-    sample), which never exercises the gather / compute / scatter path; this check
-    replays coin flips instead, so that every block runs on a different subset.
+    The worst case for batched skipping: coin flips, independent per sample and per
+    block, so that every block runs on a different subset and the paths are as many
+    as the samples. Both batchings of the runtime are timed (grouped as ``ms_dynamic``,
+    gather / scatter under ``scatter``).
     """
     results = {}
     rng = np.random.default_rng(config.seed)
-    for batch_size in (b for b in config.batch_sizes if b > 1):
+    for batch_size in [b for b in config.batch_sizes if b > 1][-1:]:
         timed = full_batches(data.x_test[: config.timed_samples], batch_size)
         masks = rng.random((len(timed), gated.num_gates, batch_size)) < rate
         entry = _replay_entry(dense, gated, data, config, masks, timed)
