@@ -23,11 +23,13 @@ Imported only when a cluster is used; needs the ``dask`` extra (``distributed``)
 from __future__ import annotations
 
 import contextlib
+import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 from distributed import Client, Future
 
@@ -36,10 +38,11 @@ from .negatives import BackgroundPool, _JobScanner
 
 __all__ = ["ClusterJobs"]
 
-#: Scan jobs per task: a job takes from well under a millisecond (early stages,
-#: random regions) to tens of milliseconds (late stages, whole levels).
+#: Scan jobs per task at first; then sized so a task takes about TASK_S seconds.
 JOBS_PER_TASK = 8
-#: Tasks in flight per worker thread in one batch.
+TASK_S = 0.25
+MAX_JOBS_PER_TASK = 1024
+#: Tasks per worker thread in one batch.
 TASKS_PER_THREAD = 4
 
 #: Per worker process: background pools and stage scanners, by token (the latest few).
@@ -96,17 +99,21 @@ def _remember(cache: dict[str, Any], key: str, value: Any) -> Any:
 
 
 def _scan_jobs(pool_key: str, pool_source: BackgroundPool | _PoolFiles, scan_key: str,
-               scan_args: tuple, jobs: range) -> list[tuple[np.ndarray, int, int]]:
-    """Run scan jobs ``jobs`` in a worker: ``(windows, n_scanned, n_accepted)`` per job."""
+               scan_args: tuple, jobs: range) -> tuple[list[tuple[np.ndarray, int, int]], float]:
+    """Run scan jobs in a worker: ``(windows, n_scanned, n_accepted)`` per job, and seconds."""
+    t0 = time.perf_counter()
     scan = _SCANNERS.get(scan_key)
     if scan is None:
         pool = _POOLS.get(pool_key)
         if pool is None:
+            # Jobs resize small images, one job per worker thread: OpenCV's own thread
+            # pool would only spin against the other workers on the same cores.
+            cv2.setNumThreads(1)
             source = pool_source
             pool = _remember(_POOLS, pool_key, source.pool() if isinstance(source, _PoolFiles)
                              else source)
         scan = _remember(_SCANNERS, scan_key, _JobScanner(pool, *scan_args))
-    return [scan(j) for j in jobs]
+    return [scan(j) for j in jobs], time.perf_counter() - t0
 
 
 class ClusterJobs:
@@ -119,8 +126,10 @@ class ClusterJobs:
     pool : BackgroundPool
         The pool every stage mines; sent to each worker once (paths when its images
         are files every worker can read at the same paths, pixels otherwise).
-    jobs_per_task : int
-        Consecutive scan jobs per task.
+    jobs_per_task : int, optional
+        Consecutive scan jobs per task. Default: adapted as the search goes, so a
+        task takes about :data:`TASK_S` seconds (a job takes from well under a
+        millisecond in early stages to tens of milliseconds in late ones).
 
     Examples
     --------
@@ -131,47 +140,90 @@ class ClusterJobs:
     """
 
     def __init__(self, client: Client, pool: BackgroundPool,
-                 jobs_per_task: int = JOBS_PER_TASK) -> None:
-        if int(jobs_per_task) != jobs_per_task or jobs_per_task < 1:
+                 jobs_per_task: int | None = None) -> None:
+        if jobs_per_task is not None and (int(jobs_per_task) != jobs_per_task
+                                          or jobs_per_task < 1):
             raise ValueError(f"jobs_per_task must be a positive integer, got {jobs_per_task!r}")
         self.client = client
-        self.jobs_per_task = int(jobs_per_task)
+        self.fixed = jobs_per_task is not None
+        self.jobs_per_task = int(jobs_per_task or JOBS_PER_TASK)
         files = all(Path(p).is_file() for p in pool.paths)
         self._pool_key = uuid.uuid4().hex
         # A list of one: scatter sends each element of a sequence on its own.
         self._pool = client.scatter([_PoolFiles(pool) if files else pool], broadcast=True,
                                     hash=False)[0]
-        threads = max(1, sum(client.nthreads().values()))
-        self.batch_jobs = self.jobs_per_task * TASKS_PER_THREAD * threads
+        self.threads = max(1, sum(client.nthreads().values()))
+
+    @property
+    def batch_jobs(self) -> int:
+        """Jobs the search asks for at once: a few tasks per worker thread."""
+        return self.jobs_per_task * TASKS_PER_THREAD * self.threads
+
+    def submit(self, key: str, args: Future, jobs: range) -> Future:
+        """One task: scan jobs ``jobs`` of the stage ``key`` / ``args`` stand for."""
+        return self.client.submit(_scan_jobs, self._pool_key, self._pool, key, args, jobs,
+                                  pure=False)
+
+    def adapt(self, n_jobs: int, seconds: float) -> None:
+        """Size later tasks from the compute time ``n_jobs`` jobs took."""
+        if not self.fixed and n_jobs:
+            per_job = max(seconds / n_jobs, 1e-6)
+            self.jobs_per_task = int(min(MAX_JOBS_PER_TASK, max(1, round(TASK_S / per_job))))
 
     @contextlib.contextmanager
     def scanning(self, scan: _JobScanner) -> Iterator[Callable[[range], Iterable]]:
         """A function mapping ``scan`` over job ranges on the cluster, results in order."""
-        scan_key = uuid.uuid4().hex
         args = self.client.scatter([(scan.cascade, scan.seed, scan.stage, scan.per_job,
                                      scan.n_needed, scan.acceptance_hint)], broadcast=True,
                                    hash=False)[0]
-        end = 2 * scan.n_jobs
-        pending: dict[tuple[int, int], Future] = {}
-
-        def chunks(lo: int, hi: int) -> list[tuple[int, int]]:
-            return [(a, min(a + self.jobs_per_task, hi)) for a in range(lo, hi, self.jobs_per_task)]
-
-        def run(batch: range) -> Iterator[tuple[np.ndarray, int, int]]:
-            mine = chunks(batch.start, batch.stop)
-            ahead = chunks(batch.stop, min(end, batch.stop + self.batch_jobs))
-            for key in [k for k in pending if k not in mine]:  # an abandoned prefetch
-                pending.pop(key).cancel()
-            for a, b in mine + ahead:
-                if (a, b) not in pending:
-                    pending[a, b] = self.client.submit(_scan_jobs, self._pool_key, self._pool,
-                                                       scan_key, args, range(a, b), pure=False)
-            for key in mine:
-                yield from pending.pop(key).result()
-
+        stream = _JobStream(self, uuid.uuid4().hex, args, 2 * scan.n_jobs)
         try:
-            yield run
+            yield stream.run
         finally:
-            for fut in pending.values():
-                fut.cancel()
+            stream.cancel()
             args.release()
+
+
+class _JobStream:
+    """One stage's jobs on the cluster: consecutive batches, the next one submitted ahead.
+
+    Tasks cover ``[first, submitted)`` in consecutive chunks; results of jobs past
+    the batch being read wait in ``done`` for the next batch.
+    """
+
+    def __init__(self, jobs: ClusterJobs, key: str, args: Future, end: int) -> None:
+        self.jobs, self.key, self.args, self.end = jobs, key, args, end
+        self.pending: list[tuple[range, Future]] = []
+        self.done: dict[int, tuple[np.ndarray, int, int]] = {}
+        self.submitted: int | None = None
+
+    def _submit_until(self, stop: int) -> None:
+        stop = min(stop, self.end)
+        while self.submitted < stop:
+            chunk = range(self.submitted, min(self.submitted + self.jobs.jobs_per_task, stop))
+            self.pending.append((chunk, self.jobs.submit(self.key, self.args, chunk)))
+            self.submitted = chunk.stop
+
+    def run(self, batch: range) -> Iterator[tuple[np.ndarray, int, int]]:
+        """The results of ``batch`` in job order (the batch after it is submitted too)."""
+        if self.submitted is None or batch.start not in self.done and (
+                not self.pending or self.pending[0][0].start != batch.start):
+            self.cancel()  # not the batch after the last one: start over from here
+            self.submitted = batch.start
+        self._submit_until(batch.stop)
+        self._submit_until(batch.stop + self.jobs.batch_jobs)
+        need = [(r, f) for r, f in self.pending if r.start < batch.stop]
+        self.pending = self.pending[len(need):]
+        if need:
+            out = self.jobs.client.gather([f for _, f in need])
+            for (chunk, _), (results, _) in zip(need, out, strict=True):
+                self.done.update(zip(chunk, results, strict=True))
+            self.jobs.adapt(sum(len(r) for r, _ in need), sum(s for _, s in out))
+        for j in batch:
+            yield self.done.pop(j)
+
+    def cancel(self) -> None:
+        """Cancel the tasks not read yet."""
+        for _, fut in self.pending:
+            fut.cancel()
+        self.pending, self.done = [], {}
