@@ -19,6 +19,7 @@ import pytest
 from vj.batch import SchedulerUnreachableError, detect_files, iter_images
 from vj.batch_output import JsonlOutput, jsonl_to_json, read_jsonl
 from vj.batch_worker import DetectionSettings
+from vj.cluster import local_cluster
 
 distributed = pytest.importorskip("distributed")
 
@@ -65,9 +66,7 @@ def reference(images, tmp_path_factory) -> dict[str, dict]:
 @pytest.fixture(scope="module")
 def cluster():
     """A 2-process LocalCluster and a client of it, for the whole module."""
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                  dashboard_address=":0", silence_logs=50) as lc, \
-            distributed.Client(lc, set_as_default=False) as client:
+    with local_cluster(2) as lc, distributed.Client(lc, set_as_default=False) as client:
         yield client
 
 

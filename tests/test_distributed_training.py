@@ -15,6 +15,7 @@ import skimage.data
 
 import vj
 import vj.training as training
+from vj.cluster import local_cluster
 from vj.negatives import BackgroundPool, mine_negatives
 from vj.positives import PositiveSplit
 from vj.training import TrainingConfig, train_cascade
@@ -66,9 +67,7 @@ def file_pool(tmp_path_factory) -> BackgroundPool:
 
 @pytest.fixture(scope="module")
 def cluster():
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                  dashboard_address=":0", silence_logs=50) as lc, \
-            distributed.Client(lc, set_as_default=False) as client:
+    with local_cluster(2) as lc, distributed.Client(lc, set_as_default=False) as client:
         yield client
 
 

@@ -8,9 +8,11 @@ interleaved, and reports median images/s and the ratios to the single process.
 The clusters are started before the timed runs (their start-up is reported on its
 own), as a long batch pays it once.
 
-Dask's own cost per image is measured two ways: the 1-worker cluster against the
-single process (the same work and threads, plus Dask), and the round trip of tasks
-that do nothing but carry a partition's paths out and its records back.
+Dask's own cost per image is measured three ways: the 1-worker cluster against the
+single process (the same work and threads, plus Dask) in CPU time (this process,
+the workers and their nannies: robust on a shared machine) and in wall time, and the
+round trip of tasks that do nothing but carry a partition's paths out and its
+records back.
 
 ``--mining`` times hard-negative mining instead (what ``vj-train-cascade --workers``
 spreads): the shipped cascade's first ``--stages`` stages searching the UMD
@@ -41,6 +43,7 @@ import numpy as np
 from vj.atomic import atomic_write_text
 from vj.batch import PARTITION_SIZE, detect_files, iter_images
 from vj.batch_worker import DetectionSettings
+from vj.cluster import local_cluster
 from vj.image_sources import image_files, resolve_data_dir
 
 __all__ = ["generate_images", "main", "run"]
@@ -93,72 +96,118 @@ def _task_round_trip_s(client, items: list[tuple[str, str]], size: int) -> float
 
 
 def _start_cluster(n: int):
-    from distributed import Client, LocalCluster
+    from distributed import Client
 
     t0 = time.perf_counter()
-    cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
-                           dashboard_address=":0", silence_logs=logging.ERROR)
+    cluster = local_cluster(n)  # as vj-detect --workers N starts it
     client = Client(cluster, set_as_default=False)
     return cluster, client, time.perf_counter() - t0
 
 
-def run(items: list[tuple[str, str]], repeats: int = 3, partition_size: int = PARTITION_SIZE,
-        workers: tuple[int, ...] = (1, 2)) -> dict:
-    """Interleaved timings of the single process and each cluster size; medians and ratios."""
-    settings = DetectionSettings()
-    cores = os.cpu_count() or 1
-    clusters = {n: _start_cluster(n) for n in workers}
-    scratch = Path(tempfile.mkdtemp(prefix="vj-bench-scale-"))
+def _cluster_processes(client) -> list:
+    """The workers' processes and their nannies (psutil handles)."""
+    import psutil
 
-    def one(mode: str | int, subset: list[tuple[str, str]]) -> float:
+    procs = []
+    for pid in client.run(os.getpid).values():
+        worker = psutil.Process(pid)
+        procs += [worker, worker.parent()]
+    return procs
+
+
+def _cpu_s(procs: list) -> float:
+    """CPU seconds of this process (client, in-process scheduler) and ``procs``."""
+    total = time.process_time()
+    for proc in procs:
+        t = proc.cpu_times()
+        total += t.user + t.system
+    return total
+
+
+class _Runs:
+    """Timed runs of each mode over the same images: wall and CPU seconds."""
+
+    def __init__(self, items, partition_size: int, workers: tuple[int, ...]) -> None:
+        self.items, self.partition_size = items, partition_size
+        self.cores = os.cpu_count() or 1
+        self.clusters = {n: _start_cluster(n) for n in workers}
+        self.procs = {n: _cluster_processes(c[1]) for n, c in self.clusters.items()}
+        self.scratch = Path(tempfile.mkdtemp(prefix="vj-bench-scale-"))
+        self.wall: dict[str | int, list[float]] = {m: [] for m in ("single", *workers)}
+        self.cpu: dict[str | int, list[float]] = {m: [] for m in ("single", *workers)}
+
+    def one(self, mode: str | int, items=None) -> None:
+        """Run ``mode`` over ``items`` (recorded when they are all the images)."""
         kw = {}
         if mode != "single":
-            kw = {"scheduler": clusters[mode][1].scheduler.address,
-                  "kernel_threads": max(1, cores // int(mode))}
-        t0 = time.perf_counter()
-        detect_files(subset, scratch / f"{mode}.jsonl", settings=settings, overwrite=True,
-                     partition_size=partition_size, progress=False, **kw)
-        return time.perf_counter() - t0
+            kw = {"scheduler": self.clusters[mode][1].scheduler.address,
+                  "kernel_threads": max(1, self.cores // int(mode))}
+        procs = self.procs.get(mode, [])
+        c0, t0 = _cpu_s(procs), time.perf_counter()
+        detect_files(items or self.items, self.scratch / f"{mode}.jsonl",
+                     settings=DetectionSettings(), overwrite=True,
+                     partition_size=self.partition_size, progress=False, **kw)
+        if items is None:
+            self.wall[mode].append(time.perf_counter() - t0)
+            self.cpu[mode].append(_cpu_s(procs) - c0)
 
-    modes: list[str | int] = ["single", *workers]
-    try:
-        for mode in modes:  # warm: detectors built, files in the page cache
-            one(mode, items[: 4 * partition_size])
-        times: dict[str | int, list[float]] = {m: [] for m in modes}
-        load = [os.getloadavg()[0]]
-        for r in range(repeats):
-            for mode in modes[r % len(modes):] + modes[: r % len(modes)]:
-                times[mode].append(one(mode, items))
-            load.append(os.getloadavg()[0])
-        trip = {n: statistics.median(_task_round_trip_s(clusters[n][1], items, partition_size)
-                                     for _ in range(3)) for n in workers}
-    finally:
-        for cluster, client, _ in clusters.values():
+    def close(self) -> None:
+        for cluster, client, _ in self.clusters.values():
             client.close()
             cluster.close()
-    n = len(items)
-    med = {m: statistics.median(t) for m, t in times.items()}
-    per_image_ms = 1e3 * med["single"] / n
+
+
+def run(items: list[tuple[str, str]], repeats: int = 3, partition_size: int = PARTITION_SIZE,
+        workers: tuple[int, ...] = (1, 2)) -> dict:
+    """Interleaved runs of the single process and each cluster size: medians and ratios."""
+    runs = _Runs(items, partition_size, workers)
+    modes: list[str | int] = ["single", *workers]
+    load = [os.getloadavg()[0]]
+    try:
+        for mode in modes:  # warm: detectors built, files in the page cache
+            runs.one(mode, items[: 4 * partition_size])
+        for r in range(repeats):
+            for mode in modes[r % len(modes):] + modes[: r % len(modes)]:
+                runs.one(mode)
+            load.append(os.getloadavg()[0])
+        trip = {n: statistics.median(_task_round_trip_s(runs.clusters[n][1], items,
+                                                        partition_size) for _ in range(3))
+                for n in workers}
+    finally:
+        runs.close()
+    return _report(runs, trip, load, repeats)
+
+
+def _report(runs: _Runs, trip: dict[int, float], load: list[float], repeats: int) -> dict:
+    n, workers = len(runs.items), [m for m in runs.wall if m != "single"]
+    wall = {m: statistics.median(t) for m, t in runs.wall.items()}
+    cpu = {m: 1e3 * statistics.median(t) / n for m, t in runs.cpu.items()}
     report = {
-        "images": n, "partition_size": partition_size, "repeats": repeats, "cores": cores,
-        "load_1min": [round(v, 2) for v in load],
-        "single": {"images_per_s": round(n / med["single"], 2),
-                   "ms_per_image": round(per_image_ms, 2)},
+        "images": n, "partition_size": runs.partition_size, "repeats": repeats,
+        "cores": runs.cores, "load_1min": [round(v, 2) for v in load],
+        "single": {"images_per_s": round(n / wall["single"], 2),
+                   "ms_per_image": round(1e3 * wall["single"] / n, 2),
+                   "cpu_ms_per_image": round(cpu["single"], 2)},
     }
     for w in workers:
         report[f"workers_{w}"] = {
-            "images_per_s": round(n / med[w], 2),
-            "ratio_to_single": round(med["single"] / med[w], 3),
-            "cluster_start_s": round(clusters[w][2], 2),
+            "images_per_s": round(n / wall[w], 2),
+            "ratio_to_single": round(wall["single"] / wall[w], 3),
+            "cpu_ms_per_image": round(cpu[w], 2),
+            "cluster_start_s": round(runs.clusters[w][2], 2),
             "task_round_trip_ms_per_image": round(1e3 * trip[w], 3),
         }
-    overhead_ms = 1e3 * (med[workers[0]] - med["single"]) / n
+    one = workers[0]
+    wall_ms = 1e3 * (wall[one] - wall["single"]) / n
     report["dask_overhead"] = {
-        "end_to_end_ms_per_image": round(overhead_ms, 3),
-        "end_to_end_share": round(overhead_ms / per_image_ms, 4),
-        "round_trip_share": round(1e3 * trip[workers[0]] / per_image_ms, 4),
+        "cpu_ms_per_image": round(cpu[one] - cpu["single"], 3),
+        "cpu_share": round((cpu[one] - cpu["single"]) / cpu["single"], 4),
+        "wall_ms_per_image": round(wall_ms, 3),
+        "wall_share": round(wall_ms / (1e3 * wall["single"] / n), 4),
+        "round_trip_share": round(1e3 * trip[one] / (1e3 * wall["single"] / n), 4),
     }
-    report["runs_s"] = {str(m): [round(v, 2) for v in t] for m, t in times.items()}
+    report["runs_s"] = {str(m): [round(v, 2) for v in t] for m, t in runs.wall.items()}
+    report["runs_cpu_s"] = {str(m): [round(v, 2) for v in t] for m, t in runs.cpu.items()}
     return report
 
 
@@ -206,17 +255,17 @@ def _print(report: dict, workers: tuple[int, ...]) -> None:
     s = report["single"]
     print(f"{report['images']} images 640x480, partitions of {report['partition_size']}, "
           f"medians of {report['repeats']}, load {report['load_1min']}")
-    print(f"  single process      {s['images_per_s']:8.2f} img/s  "
-          f"({s['ms_per_image']:.1f} ms/image)")
+    print(f"  single process    {s['images_per_s']:8.2f} img/s  {s['ms_per_image']:7.1f} ms/image"
+          f"  CPU {s['cpu_ms_per_image']:.1f} ms/image")
     for w in workers:
         r = report[f"workers_{w}"]
-        print(f"  LocalCluster x{w}     {r['images_per_s']:8.2f} img/s  {r['ratio_to_single']:.2f}x"
-              f"  (start {r['cluster_start_s']:.1f} s, empty-task round trip "
-              f"{r['task_round_trip_ms_per_image']:.3f} ms/image)")
+        print(f"  LocalCluster x{w}   {r['images_per_s']:8.2f} img/s  {r['ratio_to_single']:.2f}x"
+              f"  CPU {r['cpu_ms_per_image']:.1f} ms/image  (start {r['cluster_start_s']:.1f} s,"
+              f" empty-task round trip {r['task_round_trip_ms_per_image']:.3f} ms/image)")
     o = report["dask_overhead"]
-    print(f"  Dask overhead per image: {o['end_to_end_ms_per_image']:.2f} ms end to end "
-          f"({100 * o['end_to_end_share']:.1f} %), {100 * o['round_trip_share']:.2f} % "
-          "in empty-task round trips")
+    print(f"  Dask per image: {o['cpu_ms_per_image']:+.2f} ms CPU ({100 * o['cpu_share']:+.1f} %),"
+          f" {o['wall_ms_per_image']:+.2f} ms wall ({100 * o['wall_share']:+.1f} %), "
+          f"{100 * o['round_trip_share']:.2f} % in empty-task round trips")
 
 
 def main(argv: list[str] | None = None) -> int:
