@@ -8,6 +8,8 @@
     vj-bench boosting [...]  # apps/bench_boosting.py: one boosting round
     vj-bench dynamic [...]   # apps/bench_dynamic.py: SkipNet / IDK cascade FLOPs and latency
     vj-bench scale [...]     # apps/bench/scale.py: batch images/s, one process vs Dask workers
+    vj-bench tafe [...]      # apps/bench/tafe.py: few-shot face verification, TAFE-Net vs baselines
+    vj-bench nmn [...]       # apps/bench/nmn.py: neural module networks on SHAPES
 
 Each sub-command takes its own options (``vj-bench detect --help``).
 """
@@ -26,14 +28,16 @@ SUBCOMMANDS = {
     "boosting": ("vj_apps.bench.boosting", "one boosting round over all features"),
     "dynamic": ("vj_apps.bench.dynamic", "SkipNet / IDK cascade: FLOPs and wall-clock"),
     "scale": ("vj_apps.bench.scale", "batch detection: one process vs a Dask LocalCluster"),
+    "tafe": ("vj_apps.bench.tafe", "few-shot face verification: TAFE-Net vs NN cosine and LR"),
+    "nmn": ("vj_apps.bench.nmn", "neural module networks on SHAPES vs a monolithic CNN+GRU"),
 }
 DEFAULT = ("detect", "features")
 
 
 def _missing(name: str) -> str | None:
     """What benchmark ``name`` needs and this install lacks, with the fix; None if nothing."""
-    if name == "dynamic" and importlib.util.find_spec("torch") is None:
-        return "vj-bench dynamic needs PyTorch, which is not installed; pip install torch"
+    if name in ("dynamic", "tafe", "nmn") and importlib.util.find_spec("torch") is None:
+        return f"vj-bench {name} needs PyTorch, which is not installed; pip install torch"
     if name == "detect":
         import cv2
 
