@@ -35,22 +35,29 @@ from vj_dynamic.nmn_layout import SHAPES_LEXICON, Layout, group_layouts, layout_
 __all__ = ["CellEncoder", "NeuralModuleNetwork", "image_tensor"]
 
 
+# Mean and spread of a SHAPES pixel (mostly dark background): inputs of unit scale let
+# the first convolutions tell cells apart from the first step.
+_PIXEL_MEAN, _PIXEL_STD = 38.0, 70.0
+
+
 def image_tensor(images: np.ndarray | torch.Tensor) -> torch.Tensor:
-    """``(N, 3, S, S)`` uint8 images -> float32 in [-0.5, 0.5] (tensors pass through)."""
+    """``(N, 3, S, S)`` uint8 images -> standardised float32 (tensors pass through)."""
     if isinstance(images, torch.Tensor):
         return images
     images = np.asarray(images)
     if images.ndim != 4 or images.shape[1] != 3 or images.dtype != np.uint8:
         raise ValueError(f"images must be (N, 3, H, W) uint8, got {images.dtype} {images.shape}")
-    return torch.from_numpy(images.astype(np.float32) / 255.0 - 0.5)
+    return torch.from_numpy((images.astype(np.float32) - _PIXEL_MEAN) / _PIXEL_STD)
 
 
 class CellEncoder(nn.Module):
     """A CNN that turns a ``30 x 30`` image into a ``3 x 3`` grid of cell features.
 
     Two strided convolutions whose receptive fields tile the grid's cells (5 x 5
-    patches, then 2 x 2 of them), then a 1 x 1 convolution: each output cell sees
-    exactly its own ``10 x 10`` cell of the image.
+    patches, then 2 x 2 of them), each followed by batch normalisation, then a 1 x 1
+    convolution: each output cell sees exactly its own ``10 x 10`` cell of the image.
+    (In evaluation mode batch normalisation is a fixed affine map, so a question's
+    answer does not depend on the batch it runs in.)
 
     Parameters
     ----------
@@ -61,14 +68,16 @@ class CellEncoder(nn.Module):
     def __init__(self, channels: int = 32) -> None:
         super().__init__()
         self.channels = int(channels)
-        self.conv1 = nn.Conv2d(3, 16, 5, stride=5)
-        self.conv2 = nn.Conv2d(16, channels, 2, stride=2)
+        self.conv1 = nn.Conv2d(3, 16, 5, stride=5, bias=False)
+        self.norm1 = nn.BatchNorm2d(16)
+        self.conv2 = nn.Conv2d(16, channels, 2, stride=2, bias=False)
+        self.norm2 = nn.BatchNorm2d(channels)
         self.conv3 = nn.Conv2d(channels, channels, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(N, 3, 30, 30)`` -> ``(N, channels, 3, 3)``."""
-        x = F.relu(self.conv1(x))
-        x = F.relu(self.conv2(x))
+        x = F.relu(self.norm1(self.conv1(x)))
+        x = F.relu(self.norm2(self.conv2(x)))
         return F.relu(self.conv3(x))
 
     def flops(self) -> int:
