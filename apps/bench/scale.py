@@ -288,6 +288,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--bg-images", type=int, default=1000,
                    help="--mining: UMD background images (1000)")
     args = p.parse_args(argv)
+    if args.repeats < 1 or args.count < 1 or args.partition_size < 1:
+        p.error("--repeats, --count and --partition-size must be >= 1")
     logging.getLogger("distributed").setLevel(logging.ERROR)  # no INFO lines at cluster close
     if args.mining:
         report = run_mining(args.stages, args.negatives, args.bg_images, args.repeats,
