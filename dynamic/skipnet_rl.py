@@ -184,6 +184,8 @@ def train_hybrid_rl(
     explore: float = 0.1,
     normalize_advantage: bool = True,
     flop_costs: bool = True,
+    loss_margin: float = 0.0,
+    train_body: bool = True,
 ) -> list[dict[str, float]]:
     """Hybrid reinforcement learning: cross-entropy for the network, REINFORCE for the gates.
 
@@ -211,6 +213,19 @@ def train_hybrid_rl(
         Pay each skipped block its share of the skippable FLOPs (:func:`block_costs`),
         so that a sample's reward is its own FLOP saving; ``False``: ``alpha / G`` per
         block, as in the paper.
+    loss_margin : float, optional
+        The reward charges ``max(0, loss - loss_margin)`` rather than the loss: a
+        sample classified with confidence to spare (cross-entropy under the margin,
+        e.g. 0.5 for a probability above 0.61) is not charged for the confidence a
+        shorter path costs it, so that easy inputs learn to take shorter paths than
+        hard ones. The network itself is still trained on the full cross-entropy.
+    train_body : bool, optional
+        ``False``: only the gates learn; the body (a trained dense ResNet) keeps its
+        weights and batch-norm statistics. Skipping a block then costs a hard input
+        more than an easy one, as it will at inference, instead of the body learning to
+        make every path about as good (which leaves the policy no reason to spend more
+        on some inputs than on others); :func:`fine_tune_on_policy` adapts the body
+        afterwards.
 
     Returns
     -------
@@ -226,10 +241,17 @@ def train_hybrid_rl(
     input (see the module docstring).
     """
     _check_rl_arguments(alpha, gamma, rl_weight, baseline, explore)
+    if loss_margin < 0:
+        raise ValueError(f"loss_margin must be >= 0, got {loss_margin}")
     costs = block_costs(model, *x.shape[2:]) if flop_costs else None
     settings = {"alpha": alpha, "gamma": gamma, "costs": costs}
 
+    def charged(loss: torch.Tensor) -> torch.Tensor:
+        return (loss.detach() - loss_margin).clamp_min(0.0)
+
     def step(xb: torch.Tensor, yb: torch.Tensor):
+        if not train_body:
+            _freeze_body(model)
         out = model(xb, execution="masked", policy="sample", explore=explore)
         sample_loss = F.cross_entropy(out.logits, yb, reduction="none")
         logs = {}
@@ -238,12 +260,12 @@ def train_hybrid_rl(
             with torch.no_grad():
                 greedy = model(xb, execution="masked", policy="hard")
                 greedy_loss = F.cross_entropy(greedy.logits, yb, reduction="none")
-                reference = policy_returns(greedy.masks, greedy_loss, **settings)
+                reference = policy_returns(greedy.masks, charged(greedy_loss), **settings)
             logs["greedy_execution_rate"] = greedy.masks.mean().item()
         rl, returns = reinforce_loss(
             out.gate_logits,
             out.masks,
-            sample_loss,
+            charged(sample_loss),
             baseline=reference,
             explore=explore,
             normalize=normalize_advantage,
@@ -254,9 +276,26 @@ def train_hybrid_rl(
         logs["accuracy"] = (out.logits.argmax(1) == yb).float().mean().item()
         logs["execution_rate"] = out.masks.mean().item()
         logs["reward"] = returns[:, 0].mean().item()
-        return ce + rl_weight * rl, logs
+        return (ce if train_body else 0.0) + rl_weight * rl, logs
 
-    return train_loop(model, x, y, config, step)
+    if train_body:
+        return train_loop(model, x, y, config, step)
+    body = [p for name, p in model.named_parameters() if not name.startswith("gates.")]
+    flags = [p.requires_grad for p in body]
+    for p in body:
+        p.requires_grad_(False)
+    try:
+        return train_loop(model, x, y, config, step)
+    finally:
+        for p, flag in zip(body, flags, strict=True):
+            p.requires_grad_(flag)
+
+
+def _freeze_body(model: SkipResNet) -> None:
+    """Batch-norm of the body in eval mode (fixed statistics); the gates keep training."""
+    for name, module in model.named_children():
+        if name != "gates":
+            module.eval()
 
 
 def fine_tune_on_policy(

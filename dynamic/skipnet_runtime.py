@@ -11,12 +11,15 @@ the dense baseline the same treatment so that the comparison stays fair:
   and whose per-sample cost does not jump with the batch size (NCHW does, past ~32);
 - the recurrent gate (pool, embed, LSTM step, read-out, threshold) is one Numba call
   that reads the activation in place (:mod:`vj_dynamic.skipnet_gate_kernel`);
-- in a batch, samples are grouped by execution path (``batching="grouped"``, the
-  default): where a gate splits a group, its rows are copied once into two new groups,
-  and from then on each group runs its blocks densely. A policy that takes a few
-  paths thus pays one row copy per path, instead of a gather and a scatter in every
-  block that some samples skip (``batching="scatter"``: the block runs on the gathered
-  open samples and its output is scattered back in place).
+- in a batch, a block runs on the gathered open samples and its output is scattered
+  back in place (``batching="scatter"``, the default), or samples are grouped by
+  execution path (``batching="grouped"``): where a gate splits a group, its rows are
+  copied once into two new groups, and from then on each group runs its blocks
+  densely. Grouping saves the row copies of later blocks, but every extra group pays
+  the per-call cost of every later convolution (tens of microseconds, whatever the
+  batch) and runs at a smaller, less efficient batch; a row copy costs about 1
+  microsecond against 40-70 of compute per row and block. On the benchmark's learned
+  policies gather / scatter was the faster of the two (``vj-bench dynamic`` times both).
 
 Row copies are NumPy copies on the NHWC view, so nothing is reordered. The outputs
 equal the module's ``"masked"`` execution to floating-point tolerance.
@@ -144,7 +147,7 @@ class RuntimeOutput:
     executed: np.ndarray
 
 
-BATCHING = ("grouped", "scatter")
+BATCHING = ("scatter", "grouped")
 
 
 def _take(x: torch.Tensor, index: np.ndarray) -> torch.Tensor:
@@ -173,9 +176,9 @@ class SkipNetRuntime:
         is built; later changes to ``model`` (its gate threshold included) are not seen.
     channels_last : bool, optional
         Keep activations channels-last (faster with oneDNN on CPUs).
-    batching : {"grouped", "scatter"}, optional
+    batching : {"scatter", "grouped"}, optional
         How a batch whose samples take different paths runs (see the module
-        docstring): groups by path, or gather / scatter in every partly run block.
+        docstring): gather / scatter in every partly run block, or groups by path.
     min_group : int, optional
         With grouped batching, a gate splits a group only when both parts hold at
         least this many samples; a smaller minority stays in the group and is gathered
@@ -198,7 +201,7 @@ class SkipNetRuntime:
         model: SkipResNet,
         *,
         channels_last: bool = True,
-        batching: str = "grouped",
+        batching: str = "scatter",
         min_group: int = 16,
     ) -> None:
         if not isinstance(model, SkipResNet):

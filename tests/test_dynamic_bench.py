@@ -28,6 +28,7 @@ def tiny_results(tmp_path_factory):
         subset=96,
         ft_epochs=1,
         gate_thresholds=(0.4, 0.6),
+        sweep_thresholds=(0.4, 0.6),
         sweep_batch_sizes=(1, 16),
         sweep_threads=(1,),
         sweep_repeats=1,

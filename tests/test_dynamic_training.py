@@ -191,3 +191,21 @@ def test_exploration_keeps_every_path_possible():
             TrainConfig(epochs=1),
             baseline="none",
         )
+
+
+def test_gate_only_rl_leaves_the_body_alone_and_margin_is_checked(tiny):
+    x, y = tiny
+    net = SkipResNet(depth=8, num_classes=3, in_channels=1, widths=(4, 8, 8), gate_norm=True)
+    train_dense(net, x, y, TrainConfig(epochs=1, batch_size=16, lr=0.01))
+    body = {k: v.clone() for k, v in net.state_dict().items() if not k.startswith("gates.")}
+    gates = {k: v.clone() for k, v in net.gates.state_dict().items()}
+    config = TrainConfig(epochs=1, batch_size=16, lr=3e-3, gate_lr_scale=10)
+    history = train_hybrid_rl(net, x, y, config, alpha=1.0, train_body=False, loss_margin=0.5)
+    assert np.isfinite(history[-1]["reward"])
+    for key, value in net.state_dict().items():
+        if not key.startswith("gates."):
+            assert torch.equal(body[key], value), key  # weights and batch-norm statistics
+    assert any(not torch.equal(gates[k], v) for k, v in net.gates.state_dict().items())
+    assert all(p.requires_grad for p in net.parameters())
+    with pytest.raises(ValueError, match="loss_margin"):
+        train_hybrid_rl(net, x, y, config, loss_margin=-1.0)

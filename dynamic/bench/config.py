@@ -54,10 +54,12 @@ class BenchmarkConfig:
         ``FlopCounterMode``.
     warmup, repeats : int
         Untimed and timed rounds of each latency comparison of the main table.
-    sweep_batch_sizes, sweep_threads, sweep_repeats : tuple of int, tuple of int, int
-        The systems sweep: gate thresholds (``gate_thresholds``) x these batch sizes x
-        these thread counts, each timed against the dense network in the same rounds.
-        Empty ``sweep_batch_sizes``: no sweep.
+    sweep_thresholds, sweep_batch_sizes, sweep_threads : tuple
+        The systems sweep: these gate thresholds x batch sizes x thread counts, each
+        timed against the dense network in the same rounds. Empty
+        ``sweep_batch_sizes``: no sweep.
+    sweep_repeats : int
+        Timed rounds of each sweep point.
     eps : float
         Relative accuracy loss the IDK threshold tuning may accept.
     idk_z : float
@@ -98,9 +100,10 @@ class BenchmarkConfig:
     timed_samples_batch1: int = 64
     warmup: int = 2
     repeats: int = 15
+    sweep_thresholds: tuple[float, ...] = (0.05, 0.2, 0.5, 0.8, 0.95)
     sweep_batch_sizes: tuple[int, ...] = (1, 8, 64)
     sweep_threads: tuple[int, ...] = (1, 2)
-    sweep_repeats: int = 7
+    sweep_repeats: int = 5
     eps: float = 0.0
     idk_z: float = 1.645
     idk_min_share: float = 0.05
@@ -121,8 +124,10 @@ class BenchmarkConfig:
             raise ValueError("timed_samples must be at least the largest batch size")
         if self.subset is not None and self.subset < max(sizes):
             raise ValueError("subset must be at least the largest batch size")
-        if not self.gate_thresholds or not all(0 < t < 1 for t in self.gate_thresholds):
-            raise ValueError(f"gate_thresholds must lie in (0, 1), got {self.gate_thresholds}")
+        for name in ("gate_thresholds", "sweep_thresholds"):
+            values = getattr(self, name)
+            if not values or not all(0 < t < 1 for t in values):
+                raise ValueError(f"{name} must be thresholds in (0, 1), got {values}")
         if not 0.0 <= self.idk_min_share <= 1.0:
             raise ValueError(f"idk_min_share must be in [0, 1], got {self.idk_min_share}")
 

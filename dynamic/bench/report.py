@@ -35,16 +35,16 @@ def _skipnet_lines(results: dict) -> list[str]:
             f"{_ratio(e['cpu_time_saved_per_flops_saved']):>10}"
             f"{e['acc_dense']:>11.4f}{e['acc_dynamic']:>9.4f}"
         )
-        if "scatter" in e:
+        if "grouped" in e:
             lines.append(
-                f"{'':>6}  gather/scatter batching instead: {e['scatter']['ms_scatter']:.3f} ms, "
-                f"time saved {e['scatter']['time_saved_scatter']:.1%}"
+                f"{'':>6}  batch grouped by path instead: {e['grouped']['ms_grouped']:.3f} ms, "
+                f"time saved {e['grouped']['time_saved_grouped']:.1%}"
             )
     for batch, e in results["details"].get("engine_check_random_gates", {}).items():
         lines.append(
             f"{'(' + batch + ')':>6} random per-sample gates at the policy's rate: FLOPs saved "
-            f"{e['flops_saved']:.1%}, time saved {e['time_saved']:.1%} grouped, "
-            f"{e['scatter']['time_saved']:.1%} gather/scatter"
+            f"{e['flops_saved']:.1%}, time saved {e['time_saved']:.1%} gather/scatter, "
+            f"{e['grouped']['time_saved']:.1%} grouped by path"
         )
     return lines
 

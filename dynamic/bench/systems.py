@@ -78,7 +78,7 @@ def systems_sweep(
         cpu_time_saved, ms_dense, ms_dynamic, ms_dynamic_p10_p90`` (times per batch).
     """
     dense_rt = SkipNetRuntime(dense)
-    runtimes = _runtimes(gated, config.gate_thresholds)
+    runtimes = _runtimes(gated, config.sweep_thresholds)
     breakdown = gated.flop_breakdown(*data.x_test.shape[2:])
     rows = []
     for threads in config.sweep_threads:
