@@ -32,7 +32,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from vj_dynamic.flops import conv2d_flops, conv2d_output_size, linear_flops
+from vj_dynamic.flops import FlopBreakdown, conv2d_flops, conv2d_output_size, linear_flops
 from vj_dynamic.gates import make_gates
 
 __all__ = [
@@ -103,57 +103,6 @@ class BasicBlock(nn.Module):
         body = conv2d_flops(cin, cout, 3, oh, ow) + conv2d_flops(cout, cout, 3, oh, ow)
         shortcut = 0 if self.downsample is None else conv2d_flops(cin, cout, 1, oh, ow)
         return body + shortcut, shortcut
-
-
-@dataclass(frozen=True)
-class FlopBreakdown:
-    """Per-sample FLOPs of each part of a :class:`SkipResNet` for one input size.
-
-    Attributes
-    ----------
-    stem, head : int
-        First convolution; final linear classifier.
-    blocks : tuple of int
-        Each residual block when it runs (shortcut included), in order.
-    shortcuts : tuple of int
-        Each block's shortcut alone: what a skipped block still costs (0 or a 1x1 conv).
-    gates : tuple of int
-        Each gate, for gated blocks ``1 .. len(blocks) - 1``.
-    """
-
-    stem: int
-    blocks: tuple[int, ...]
-    shortcuts: tuple[int, ...]
-    gates: tuple[int, ...]
-    head: int
-
-    def dense(self) -> int:
-        """FLOPs of the plain ResNet: every block, no gate."""
-        return self.stem + sum(self.blocks) + self.head
-
-    def dynamic(self, executed: np.ndarray) -> np.ndarray:
-        """Per-sample FLOPs of gated execution.
-
-        Parameters
-        ----------
-        executed : (N, n_gates) array of bool
-            Whether each gated block ran for each sample.
-
-        Returns
-        -------
-        (N,) ndarray of int64
-            Stem, first block, every gate, each gated block that ran (or its shortcut
-            when it did not), and the head.
-        """
-        executed = np.asarray(executed, dtype=bool)
-        if executed.ndim != 2 or executed.shape[1] != len(self.gates):
-            raise ValueError(
-                f"executed must have shape (N, {len(self.gates)}), got {executed.shape}"
-            )
-        ran = np.asarray(self.blocks[1:], dtype=np.int64)
-        skipped = np.asarray(self.shortcuts[1:], dtype=np.int64)
-        fixed = self.stem + self.blocks[0] + sum(self.gates) + self.head
-        return fixed + np.where(executed, ran, skipped).sum(axis=1, dtype=np.int64)
 
 
 @dataclass

@@ -14,6 +14,8 @@ from vj_dynamic.bench.benchmark import BenchmarkConfig, format_report, run_bench
 from vj_dynamic.bench.config import DATASETS
 from vj_dynamic.bench.datasets import default_data_dir
 
+from vj.atomic import atomic_write_text
+
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
@@ -38,7 +40,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--depth", type=int, help="SkipNet depth, 6n+2 (default 20)")
     p.add_argument("--gate", choices=("rnn", "ff1", "ff2"), help="gate kind (default rnn)")
-    p.add_argument("--alpha", type=float, help="RL price of computation (default 1.15)")
+    p.add_argument("--alpha", type=float, help="RL price of computation (default 0.6)")
     p.add_argument("--threads", type=int, help="PyTorch threads while timing (default 1)")
     p.add_argument("--train-threads", type=int, help="PyTorch threads while training (default 1)")
     p.add_argument("--repeats", type=int, help="timed rounds per comparison")
@@ -89,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print(format_report(results))
     if args.json is not None:
-        args.json.write_text(json.dumps(results, indent=2) + "\n")
+        atomic_write_text(args.json, json.dumps(results, indent=2) + "\n")
         print(f"results written to {args.json}")
     return 0
 

@@ -38,8 +38,8 @@ class BenchmarkConfig:
         fine-tuning of the body on the learned policy (0: none).
     alpha : float
         RL price of computation (reward for skipping every gated block).
-    explore, baseline : float, str
-        Exploration and reward baseline of the hybrid RL
+    explore, baseline, loss_margin : float, str, float
+        Exploration, reward baseline and loss margin of the hybrid RL
         (:func:`~vj_dynamic.skipnet_rl.train_hybrid_rl`).
     gate_thresholds : tuple of float
         Gate thresholds tried on the validation split; the cheapest whose accuracy is at
@@ -90,9 +90,10 @@ class BenchmarkConfig:
     sp_epochs: int = 0
     rl_epochs: int = 6
     ft_epochs: int = 2
-    alpha: float = 1.15
+    alpha: float = 0.6
     explore: float = 0.2
     baseline: str = "greedy"
+    loss_margin: float = 0.7
     gate_thresholds: tuple[float, ...] = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
     gate_accuracy_drop: float = 0.0025
     batch_sizes: tuple[int, ...] = (1, 64)

@@ -57,6 +57,7 @@ def _gated_phases(gated: SkipResNet, data: DatasetSplits, config: BenchmarkConfi
         gamma=1.0,
         explore=config.explore,
         baseline=config.baseline,
+        loss_margin=config.loss_margin,
     )
     if config.ft_epochs:
         history["fine_tune"] = fine_tune_on_policy(
