@@ -11,6 +11,8 @@ Examples
     vj-webcam                                  # camera 0, or the demo if there is none
     vj-webcam --source demo --no-window --output demo.mp4 --json demo.jsonl
     vj-webcam --source holiday.mp4 --cascade opencv:alt2 --min-size 30
+    vj-webcam --enrol ada=photos/ada           # enrol, then label faces ada / unknown
+    vj-webcam --list-enrolled                  # or --forget ada
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from .detectors import DetectorSwitch, load_cascade, load_verifier
 from .errors import EXIT_INTERRUPTED, VerifierUnavailable, WebcamError
 from .loop import Settings, run
 from .output import JsonLinesWriter, VideoWriter
+from .recognition import add_enrolment_options, manage_enrolments, recognition_for
 from .sources import open_source
 from .window import Window, window_problem
 
@@ -61,8 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Face detection on a camera, a video, an image folder or a built-in demo.",
         epilog=(
             "Window keys: q/Esc quit, v toggle neural verification, s save a snapshot, "
-            "+/- change the minimum face size. Exit codes: 0 done, 1 camera lost, "
-            "2 bad arguments or input, 130 interrupted."
+            "e enrol the largest face, +/- change the minimum face size. "
+            "Exit codes: 0 done, 1 camera lost, 2 bad arguments or input, 130 interrupted."
         ),
     )
     parser.add_argument(
@@ -99,6 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="stop after N frames")
     parser.add_argument("--snapshot-dir", type=Path, default=Path("."), metavar="DIR",
                         help="folder for snapshots saved with the s key (default: current)")
+    add_enrolment_options(parser)
     return parser
 
 
@@ -112,6 +116,9 @@ def _stop_on_sigterm(signum: int, frame: object) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    managed = manage_enrolments(args)  # --list-enrolled / --forget: no camera needed
+    if managed is not None:
+        return managed
     headless = args.no_window
     if not headless:
         problem = window_problem()
@@ -133,6 +140,7 @@ def _run(args: argparse.Namespace) -> int:
             _say(f"{error}; running the cascade alone")
     detectors = DetectorSwitch(cascade, verifier, verify=args.verify is not False)
     detectors.warmup()
+    recognition = recognition_for(args, cascade)
 
     source, notice = open_source(args.source, loop_demo=not headless)
     if notice:
@@ -156,8 +164,10 @@ def _run(args: argparse.Namespace) -> int:
         min_size=args.min_size,
         max_frames=args.max_frames,
         snapshot_dir=args.snapshot_dir,
+        enrol_name=args.enrol_name,
     )
-    return run(source, detectors, settings, window=window, video=video, jsonl=jsonl)
+    return run(source, detectors, settings, window=window, video=video, jsonl=jsonl,
+               recognition=recognition)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -19,7 +19,8 @@ import numpy as np
 from .detectors import DetectorSwitch
 from .errors import EXIT_INTERRUPTED, WebcamError
 from .output import JsonLinesWriter, RunSummary, VideoWriter
-from .overlay import Hud, draw_detections, draw_hud
+from .overlay import Hud, draw_detections, draw_hud, draw_names
+from .recognition import Recognition
 from .sources import FrameSource
 from .window import Window
 
@@ -42,6 +43,8 @@ class Settings:
     min_size: int = 40
     max_frames: int | None = None
     snapshot_dir: Path = field(default_factory=Path.cwd)
+    #: Name the ``e`` key enrols (None: the next free "person N").
+    enrol_name: str | None = None
 
 
 def _say(text: str) -> None:
@@ -59,8 +62,10 @@ class _Loop:
         window: Window | None,
         video: VideoWriter | None,
         jsonl: JsonLinesWriter | None,
+        recognition: Recognition | None = None,
     ) -> None:
         self.source = source
+        self.recognition = recognition
         self.detectors = detectors
         self.settings = settings
         self.window = window
@@ -104,12 +109,15 @@ class _Loop:
         # Boxes last, so that a face under the status panel stays visible.
         draw_hud(annotated, boxes, stats, self.hud)
         draw_detections(annotated, boxes, scores, stats)
-
         index = self.summary.frames
+        names = self._recognise(frame, boxes, index)
+        if names is not None:
+            draw_names(annotated, boxes, names)
+
         if self.video is not None:
             self.video.write(annotated)
         if self.jsonl is not None:
-            self.jsonl.write(index, boxes, scores, stats, self.source.frame_label)
+            self.jsonl.write(index, boxes, scores, stats, self.source.frame_label, names)
         if self.window is not None:
             self.window.show(annotated)
             wait = self.frame_interval - (time.perf_counter() - started)
@@ -119,12 +127,26 @@ class _Loop:
         self.recent.append(now)
         self.summary.add(len(boxes), stats, now - started)
 
+    def _recognise(self, frame: np.ndarray, boxes: np.ndarray, index: int) -> list[str] | None:
+        """Feed a key-press enrolment, then name the faces (None: nobody enrolled)."""
+        if self.recognition is None:
+            return None
+        message = self.recognition.feed(frame, boxes, index)
+        if message:
+            self._notify(message)
+        return self.recognition.label(frame, boxes)
+
     def _act(self, action: str | None, annotated: np.ndarray, index: int) -> None:
         if action == "quit":
             self.quit = True
         elif action == "verify":
             self._notify(self.detectors.toggle())
             self.hud.verify = self._verify_state()
+        elif action == "enrol":
+            if self.recognition is None:
+                self._notify("face recognition is not available")
+            else:
+                self._notify(self.recognition.start(self.settings.enrol_name))
         elif action == "snapshot":
             self._snapshot(annotated, index)
         elif action in ("bigger", "smaller"):
@@ -152,6 +174,7 @@ def run(
     video: VideoWriter | None = None,
     jsonl: JsonLinesWriter | None = None,
     report: Callable[[str], None] = print,
+    recognition: Recognition | None = None,
 ) -> int:
     """Process frames until the source ends, ``max_frames``, a quit key, Ctrl-C or a lost camera.
 
@@ -169,6 +192,8 @@ def run(
         Outputs to write every annotated frame / every frame's record to.
     report : callable
         Receives the summary text at the end.
+    recognition : Recognition, optional
+        Names the faces once anyone is enrolled; the ``e`` key enrols.
 
     Returns
     -------
@@ -176,7 +201,7 @@ def run(
         0 when the run ended normally, 130 on Ctrl-C, else the ``exit_code`` of the
         :class:`~vj_apps.webcam.errors.WebcamError` that ended it (1 for a lost camera).
     """
-    loop = _Loop(source, detectors, settings, window, video, jsonl)
+    loop = _Loop(source, detectors, settings, window, video, jsonl, recognition)
     exit_code = 0
     try:
         while settings.max_frames is None or loop.summary.frames < settings.max_frames:

@@ -96,7 +96,8 @@ class JsonLinesWriter:
         {"frame": i, "boxes": [[x, y, w, h, score], ...], "ms": detection_ms,
          "proposed": n, "stages": [{"name": ..., "decided": ..., "ms": ...}, ...]}
 
-    with ``"image": file_name`` added for image-folder sources. ``frame`` counts
+    with ``"image": file_name`` added for image-folder sources, and ``"names"``, one
+    per box (an enrolled name or ``"unknown"``), once anyone is enrolled. ``frame`` counts
     processed frames from 0, so it is also the frame's index in the written video.
     """
 
@@ -114,6 +115,7 @@ class JsonLinesWriter:
         scores: np.ndarray,
         stats: DetectionStats,
         label: str | None = None,
+        names: list[str] | None = None,
     ) -> None:
         """Write one frame's record."""
         rows = zip(boxes, scores, strict=True)
@@ -130,6 +132,8 @@ class JsonLinesWriter:
         }
         if label is not None:
             record["image"] = label
+        if names is not None:
+            record["names"] = list(names)
         try:
             self._file.write(json.dumps(record) + "\n")
             self._file.flush()

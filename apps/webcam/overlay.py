@@ -14,7 +14,7 @@ import numpy as np
 
 from vj.stats import DetectionStats
 
-__all__ = ["STAGE_COLOURS", "Hud", "draw_detections", "draw_hud", "stage_colour"]
+__all__ = ["STAGE_COLOURS", "Hud", "draw_detections", "draw_hud", "draw_names", "stage_colour"]
 
 #: BGR colour per stage index: cascade green, then verifier stages.
 STAGE_COLOURS = (
@@ -28,7 +28,7 @@ _FONT = cv2.FONT_HERSHEY_SIMPLEX
 _TEXT_SCALE = 0.45
 _LINE_HEIGHT = 17
 _WHITE = (255, 255, 255)
-_KEYS = "q/Esc quit  v verify  s snapshot  +/- min size"
+_KEYS = "q/Esc quit  v verify  s snapshot  e enrol  +/- min size"
 
 
 def stage_colour(index: int) -> tuple[int, int, int]:
@@ -64,6 +64,18 @@ def draw_detections(
                       cv2.LINE_8)
         label = f"{score:.0f}" if float(score).is_integer() else f"{score:.2f}"
         cv2.putText(frame, label, (int(x) + 3, max(int(y) - 5, 12)), _FONT, _TEXT_SCALE, colour, 1,
+                    cv2.LINE_AA)
+
+
+def draw_names(frame: np.ndarray, boxes: np.ndarray, names: list[str]) -> None:
+    """Write each face's name (or "unknown") under its box, white on a dark strip."""
+    for (x, y, _, h), name in zip(boxes, names, strict=True):
+        (tw, th), _ = cv2.getTextSize(name, _FONT, _TEXT_SCALE, 1)
+        top = min(int(y + h) + 2, frame.shape[0] - th - 6)
+        left = max(int(x), 0)
+        strip = frame[max(top, 0):top + th + 6, left:left + tw + 6]
+        strip[...] = (strip * 0.35).astype(np.uint8)
+        cv2.putText(frame, name, (left + 3, top + th + 2), _FONT, _TEXT_SCALE, _WHITE, 1,
                     cv2.LINE_AA)
 
 

@@ -17,6 +17,7 @@ KEY_ACTIONS = {
     27: "quit",  # Esc
     ord("v"): "verify",
     ord("s"): "snapshot",
+    ord("e"): "enrol",
     ord("+"): "bigger",
     ord("="): "bigger",  # the unshifted "+" key
     ord("-"): "smaller",

@@ -23,10 +23,14 @@ import os
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from vj.atomic import atomic_write_bytes
+
+if TYPE_CHECKING:
+    from vj_dynamic.face.identity import FaceIdentityModel
 
 __all__ = [
     "FACE_CROP_MARGIN",
@@ -34,6 +38,7 @@ __all__ = [
     "MAX_CROPS",
     "UNKNOWN",
     "EnrolmentStore",
+    "FaceRecogniser",
     "default_store_path",
     "face_crops",
 ]
@@ -212,6 +217,8 @@ def _people_from(arrays: dict[str, np.ndarray], path: Path) -> dict[str, np.ndar
     if crops.dtype != np.uint8 or crops.shape != shape:
         raise bad(f"crops must be uint8 of shape {shape}, got {crops.dtype} {crops.shape}")
     people: dict[str, np.ndarray] = {}
+    if not len(names):
+        return people
     for name, part in zip(names.tolist(), np.split(crops, np.cumsum(counts)[:-1]), strict=True):
         try:
             name = check_name(name)
@@ -221,3 +228,62 @@ def _people_from(arrays: dict[str, np.ndarray], path: Path) -> dict[str, np.ndar
             raise bad(f"{name!r} is enrolled twice")
         people[name] = part
     return people
+
+
+class FaceRecogniser:
+    """Names the faces in an image after the people of an :class:`EnrolmentStore`.
+
+    Every face is scored against every enrolled person by the face-identity model
+    (TAFE-Net; the weights for each person are generated once per change of the store).
+    Faces and people are then paired greedily, best score first: a person names at most
+    one face of an image, and a face whose best remaining score is below the model's
+    threshold is :data:`UNKNOWN`.
+
+    Parameters
+    ----------
+    store : EnrolmentStore
+        Read live: enrolling or forgetting takes effect on the next call.
+    model : FaceIdentityModel, optional
+        Default: the shipped model (``data/tafe.pt``).
+    """
+
+    def __init__(self, store: EnrolmentStore, model: FaceIdentityModel | None = None) -> None:
+        if model is None:
+            from vj_dynamic.face.identity import load_identity_model
+
+            model = load_identity_model()
+        self.store, self.model = store, model
+        self._tasks, self._revision = None, None
+
+    def _current_tasks(self):
+        if self._revision != self.store.revision:
+            people = [crops for _, crops in self.store]
+            self._tasks = self.model.tasks(people) if people else None
+            self._revision = self.store.revision
+        return self._tasks
+
+    def identify_crops(self, crops: np.ndarray) -> tuple[list[str], np.ndarray]:
+        """Names and scores (the logit of the name given, or of the best person) of crops."""
+        tasks = self._current_tasks()
+        if tasks is None or len(crops) == 0:
+            return [UNKNOWN] * len(crops), np.full(len(crops), -np.inf)
+        scores = self.model.scores(self.model.embed(crops), tasks)
+        names, best = [UNKNOWN] * len(crops), scores.max(axis=1)
+        threshold = float(self.model.threshold)
+        taken: set[int] = set()
+        for flat in np.argsort(scores, axis=None)[::-1]:
+            face, person = divmod(int(flat), scores.shape[1])
+            if scores[face, person] <= threshold:
+                break
+            if names[face] == UNKNOWN and person not in taken:
+                names[face] = self.store.names[person]
+                best[face] = scores[face, person]
+                taken.add(person)
+        return names, best
+
+    def identify(self, image: np.ndarray, boxes: np.ndarray) -> tuple[list[str], np.ndarray]:
+        """Names (or :data:`UNKNOWN`) and scores of the faces in ``boxes`` of ``image``."""
+        boxes = np.asarray(boxes).reshape(-1, 4)
+        if len(boxes) == 0 or len(self.store) == 0:
+            return [UNKNOWN] * len(boxes), np.full(len(boxes), -np.inf)
+        return self.identify_crops(face_crops(image, boxes))
