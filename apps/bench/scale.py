@@ -14,16 +14,15 @@ the workers and their nannies: robust on a shared machine) and in wall time, and
 round trip of tasks that do nothing but carry a partition's paths out and its
 records back.
 
-``--mining`` times hard-negative mining instead (what ``vj-train-cascade --workers``
-spreads): the shipped cascade's first ``--stages`` stages searching the UMD
-backgrounds for ``--negatives`` windows, on this process's threads vs a 2-worker
-``LocalCluster``, interleaved; the negatives must be identical.
+``--mining`` and ``--features`` time cascade training's steps instead
+(:mod:`vj_apps.bench.scale_training`).
 
 Usage::
 
     vj-bench scale [--images DIR] [--count 1000] [--workdir DIR] [--repeats 3]
                    [--partition-size 32] [--json OUT]
     vj-bench scale --mining [--stages 16] [--negatives 2000] [--bg-images 1000]
+    vj-bench scale --features [--samples 14000] [--fraction 0.3]
 """
 
 from __future__ import annotations
@@ -211,46 +210,6 @@ def _report(runs: _Runs, trip: dict[int, float], load: list[float], repeats: int
     return report
 
 
-def run_mining(stages: int, negatives: int, bg_images: int, repeats: int = 3,
-               data_dir: str | None = None, workers: int = 2) -> dict:
-    """Interleaved timings of negative mining on threads vs a ``workers``-process cluster."""
-    import vj
-    from vj.negatives import BackgroundPool, mine_negatives
-    from vj.negatives_dask import ClusterJobs
-
-    root = resolve_data_dir(data_dir)
-    cascade = vj.load_cascade("frontalface").truncated(stages)
-    pool = BackgroundPool.from_sources([root / "backgrounds" / "umd"], cascade.window,
-                                       max_images=bg_images)
-    cluster, client, start_s = _start_cluster(workers)
-    kw = dict(seed=0, stage=stages)
-    times: dict[str, list[float]] = {"threads": [], "cluster": []}
-    found: dict[str, np.ndarray] = {}
-    windows = 0
-    try:
-        jobs = ClusterJobs(client, pool)
-        mine_negatives(pool, cascade, 50, jobs=jobs, **kw)  # warm: workers read the pool
-        for r in range(repeats):
-            for mode in (["threads", "cluster"] if r % 2 == 0 else ["cluster", "threads"]):
-                t0 = time.perf_counter()
-                found[mode], state, _ = mine_negatives(
-                    pool, cascade, negatives, jobs=jobs if mode == "cluster" else None, **kw)
-                times[mode].append(time.perf_counter() - t0)
-                windows = state.windows
-    finally:
-        client.close()
-        cluster.close()
-    if not np.array_equal(found["threads"], found["cluster"]):
-        raise AssertionError("the cluster mined other negatives than the threads")
-    med = {m: statistics.median(t) for m, t in times.items()}
-    return {"stages": stages, "negatives": negatives, "bg_images": len(pool),
-            "windows_scanned": windows, "cores": os.cpu_count(), "workers": workers,
-            "cluster_start_s": round(start_s, 2), "load_1min": round(os.getloadavg()[0], 2),
-            "threads_s": round(med["threads"], 2), "cluster_s": round(med["cluster"], 2),
-            "ratio": round(med["threads"] / med["cluster"], 3),
-            "runs_s": {m: [round(v, 2) for v in t] for m, t in times.items()}}
-
-
 def _print(report: dict, workers: tuple[int, ...]) -> None:
     s = report["single"]
     print(f"{report['images']} images 640x480, partitions of {report['partition_size']}, "
@@ -287,13 +246,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--negatives", type=int, default=2000, help="--mining: windows (2000)")
     p.add_argument("--bg-images", type=int, default=1000,
                    help="--mining: UMD background images (1000)")
+    p.add_argument("--features", action="store_true",
+                   help="time feature values + quantisation here vs split over 2 workers")
+    p.add_argument("--samples", type=int, default=14_000, help="--features: windows (14000)")
+    p.add_argument("--fraction", type=float, default=0.3,
+                   help="--features: share of the BASIC features (0.3)")
     args = p.parse_args(argv)
     if args.repeats < 1 or args.count < 1 or args.partition_size < 1:
         p.error("--repeats, --count and --partition-size must be >= 1")
     logging.getLogger("distributed").setLevel(logging.ERROR)  # no INFO lines at cluster close
-    if args.mining:
-        report = run_mining(args.stages, args.negatives, args.bg_images, args.repeats,
-                            args.data)
+    if args.mining or args.features:
+        from vj_apps.bench.scale_training import run_features, run_mining
+
+        report = (run_mining(args.stages, args.negatives, args.bg_images, args.repeats,
+                             args.data) if args.mining
+                  else run_features(args.samples, args.fraction, repeats=args.repeats))
         print(json.dumps(report, indent=1))
         if args.json:
             atomic_write_text(args.json, json.dumps(report, indent=1) + "\n")
