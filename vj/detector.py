@@ -2,15 +2,16 @@
 
 For each pyramid scale the image is resized with OpenCV's ``INTER_LINEAR_EXACT``
 (the resize OpenCV's detector uses), all levels' integral tables are built in
-one parallel pass into a packed buffer, one parallel kernel scans every window
-of every level, and the hits are grouped with OpenCV's ``groupRectangles``.
+one pass into a packed buffer (:mod:`vj.scan_pyramid` plans it), one parallel
+kernel scans every window of every level (:mod:`vj.scan`), and the hits are
+grouped with OpenCV's ``groupRectangles``. With ``scan="features"`` the plan is
+:mod:`vj.scan_features`' instead, and the rest is the same.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass
 
 import cv2
 import numba
@@ -19,9 +20,9 @@ import numpy as np
 from .cascade import Cascade
 from .grouping import group_rectangles
 from .integral import fill_packed_integrals
-from .pyramid import MAX_BUFFER_BYTES, PyramidLayout, opencv_scales, pyramid_layout
 from .scan import CascadeKernelData, collect_hits, scan_rows
 from .scan_features import FeatureScanPlan
+from .scan_pyramid import PyramidScanPlan
 from .stats import DetectionStats
 
 __all__ = ["CascadeDetector", "clip_boxes", "to_gray"]
@@ -30,6 +31,8 @@ GROUP_EPS = 0.2
 
 #: The ``scan`` choices of :meth:`CascadeDetector.detect`.
 SCANS = ("image", "features")
+#: Scan plans a detector keeps (one per image size and options, oldest dropped first).
+MAX_PLANS = 8
 
 
 def to_gray(image: np.ndarray) -> np.ndarray:
@@ -98,95 +101,6 @@ def _size_arg(name: str, value) -> tuple[int, int]:
     return (w, h)
 
 
-@dataclass(frozen=True)
-class _ScanPlan:
-    """Everything about a scan that depends only on the image size and the options."""
-
-    layout: PyramidLayout
-    level_w: np.ndarray
-    level_h: np.ndarray
-    level_n: np.ndarray
-    item_level: np.ndarray
-    item_y: np.ndarray
-    item_base: np.ndarray
-    item_cols: np.ndarray
-    item_step: np.ndarray
-    item_every: np.ndarray
-    item_set: np.ndarray
-    box_w: np.ndarray
-    box_h: np.ndarray
-    nch: int
-    sq_ofs: int
-    t_ofs: int
-    win_area: np.ndarray
-
-    @classmethod
-    def build(cls, det: CascadeDetector, w: int, h: int, sf: float, mins, maxs) -> _ScanPlan:
-        scales = opencv_scales((w, h), det.window, sf, mins, maxs)
-        layout = pyramid_layout((w, h), scales)
-        k = det._k
-        nch = 3 if k.has_tilted else 2
-        csize = layout.channel_size
-        need = nch * csize * 4 + csize
-        if need > MAX_BUFFER_BYTES:
-            raise ValueError(
-                f"image {w}x{h} needs {need / 2**30:.1f} GiB of integral tables at this "
-                f"min_size; downscale it or pass a larger min_size"
-            )
-        ww, wh = det.window
-        level_w = np.ascontiguousarray(layout.sizes[:, 0])
-        level_h = np.ascontiguousarray(layout.sizes[:, 1])
-        steps = layout.ysteps
-        xmax = np.maximum(level_w + 1 - ww, 0)
-        ymax = np.maximum(level_h + 1 - wh, 0)
-        rows = [np.arange(0, ymax[i], steps[i], dtype=np.int64) for i in range(len(layout))]
-        empty = np.zeros(0, np.int64)
-        level_n = (xmax + steps - 1) // steps
-        item_level = np.concatenate(
-            [np.full(r.size, i, np.int64) for i, r in enumerate(rows)] or [empty])
-        item_y = np.concatenate(rows or [empty])
-        # Every column of a row is a scan column (also the odd ones of a step-2
-        # level, so that the row loops read contiguous memory); windows sit at
-        # every ``step``-th one.
-        item_every = steps[item_level]
-        return cls(
-            layout=layout,
-            level_w=level_w,
-            level_h=level_h,
-            level_n=level_n,
-            item_level=item_level,
-            item_y=item_y,
-            item_base=layout.offsets[item_level] + item_y * layout.stride,
-            item_cols=np.maximum((level_n[item_level] - 1) * item_every + 1, 0),
-            item_step=np.ones(item_level.size, np.int64),
-            item_every=item_every,
-            item_set=np.zeros(item_level.size, np.int64),
-            box_w=np.rint(np.float32(ww) * layout.scales).astype(np.int32),
-            box_h=np.rint(np.float32(wh) * layout.scales).astype(np.int32),
-            nch=nch,
-            sq_ofs=(nch - 1) * csize,
-            t_ofs=csize if k.has_tilted else -1,
-            win_area=np.array([float((ww - 2) * (wh - 2))]),
-        )
-
-    def allocate(self) -> tuple[np.ndarray, ...]:
-        """Scratch buffers: resized levels, integral tables, hits and counters."""
-        csize = self.layout.channel_size
-        n_items = self.item_level.size
-        max_n = max(int(self.level_n.max()) if self.level_n.size else 0, 1)
-        return (np.empty(csize, np.uint8), np.empty(self.nch * csize, np.int32),
-                np.empty((n_items, max_n), np.int32), np.empty(n_items, np.int64),
-                np.empty((n_items, 2), np.int64))
-
-    def views(self, rbuf: np.ndarray) -> list[np.ndarray]:
-        """Each level's ``(h, w)`` image inside the packed uint8 buffer."""
-        lay = self.layout
-        return [np.lib.stride_tricks.as_strided(rbuf[int(lay.offsets[i]):],
-                                                shape=(int(self.level_h[i]), int(self.level_w[i])),
-                                                strides=(lay.stride, 1))
-                for i in range(len(lay))]
-
-
 class CascadeDetector:
     """Detect objects with a :class:`~vj.cascade.Cascade`, like ``cv2.CascadeClassifier``.
 
@@ -208,8 +122,7 @@ class CascadeDetector:
             raise TypeError(f"expected a vj.Cascade, got {type(cascade).__name__}")
         self.cascade = cascade
         self._k = CascadeKernelData(cascade)
-        self._records_cache: dict[tuple[int, int], tuple[np.ndarray, ...]] = {}
-        self._plans: dict[tuple, _ScanPlan] = {}
+        self._plans: dict[tuple, PyramidScanPlan | FeatureScanPlan] = {}
         self._local = threading.local()
         self._lock = threading.Lock()
         self.last_stats = DetectionStats()
@@ -289,101 +202,15 @@ class CascadeDetector:
             raise ValueError(f"scale_factor must be a finite number > 1, got {scale_factor!r}")
         mins = _size_arg("min_size", min_size)
         maxs = _size_arg("max_size", max_size)
-        if scan == "features":
-            return self._feature_candidates(gray, sf, mins, maxs)
         t0 = time.perf_counter()
         h, w = gray.shape
-        plan = self._plan(w, h, sf, mins, maxs)
-        layout = plan.layout
-        stats = DetectionStats(levels=len(layout))
-        if len(layout) == 0:
+        plan = self._plan(scan, w, h, sf, mins, maxs)
+        stats = DetectionStats(levels=plan.n_levels)
+        if plan.rows.base.size == 0:
             self.last_stats = stats
             return np.zeros((0, 4), np.int32)
-        rbuf, buf, hit_x, hit_count, scan_stats = self._buffers(plan)
-        stride = layout.stride
-        for lv, view in enumerate(self._level_views()):
-            inv = 1.0 / float(layout.scales[lv])
-            # Straight into the packed buffer: no temporary image per level.
-            cv2.resize(gray, view.shape[::-1], dst=view, fx=inv, fy=inv,
-                       interpolation=cv2.INTER_LINEAR_EXACT)
-        nthreads = numba.get_num_threads()
-        # The tables take a few milliseconds: one thread does them, because waking
-        # a thread pool for so little costs more than it saves on a busy machine.
-        numba.set_num_threads(1)
-        try:
-            fill_packed_integrals(rbuf, buf, stride, layout.offsets, plan.level_w,
-                                  plan.level_h, plan.sq_ofs, plan.t_ofs)
-        finally:
-            numba.set_num_threads(nthreads)
-        k = self._k
-        rec, recf, norm = self._records(stride, max(plan.t_ofs, 0))
-        scan_rows(buf, plan.sq_ofs, plan.item_base, plan.item_cols, plan.item_step,
-                  plan.item_every, plan.item_set, norm, plan.win_area, rec, recf,
-                  k.tree_node_start, k.tree_table, k.node_left, k.node_right, k.tree_leaf_start,
-                  k.leaves, k.stage_tree_start, k.stage_threshold, k.tree_rmax, k.tree_rmin,
-                  k.row_stages, np.array([k.dense_density]), nthreads, hit_x, hit_count,
-                  scan_stats)
-        items, xs = collect_hits(hit_x, hit_count)
-        lv = plan.item_level[items]
-        sc = layout.scales[lv]
-        out = np.empty((items.size, 4), np.int32)
-        # Rect(cvRound(x * scale), cvRound(y * scale), winSize) in float32, as OpenCV.
-        out[:, 0] = np.rint(xs.astype(np.float32) * sc)
-        out[:, 1] = np.rint(plan.item_y[items].astype(np.float32) * sc)
-        out[:, 2] = plan.box_w[lv]
-        out[:, 3] = plan.box_h[lv]
-        stats.windows = int(scan_stats[:, 0].sum())
-        stats.features = int(scan_stats[:, 1].sum())
-        stats.candidates = int(items.size)
-        stats.ms = (time.perf_counter() - t0) * 1e3
-        self.last_stats = stats
-        return out
-
-    def _feature_candidates(self, gray: np.ndarray, sf: float, mins, maxs) -> np.ndarray:
-        t0 = time.perf_counter()
-        h, w = gray.shape
-        key = ("features", w, h, sf, mins, maxs)
-        with self._lock:
-            plan = self._plans.get(key)
-        if plan is None:
-            plan = FeatureScanPlan.build(self._k, self.cascade.features, (w, h), sf, mins, maxs)
-            with self._lock:
-                if len(self._plans) >= 8:
-                    self._plans.pop(next(iter(self._plans)))
-                self._plans[key] = plan
-        stats = DetectionStats(levels=int(plan.scales.size))
-        if plan.item_set.size == 0:
-            self.last_stats = stats
-            return np.zeros((0, 4), np.int32)
-        rbuf, buf, hit_x, hit_count, scan_stats = self._buffers(plan)
-        stride = plan.stride
-        rbuf[:h * stride].reshape(h, stride)[:, :w] = gray
-        one = np.zeros(1, np.int64)
-        nthreads = numba.get_num_threads()
-        numba.set_num_threads(1)
-        try:
-            fill_packed_integrals(rbuf, buf, stride, one, one + w, one + h, plan.sq_ofs,
-                                  plan.t_ofs)
-        finally:
-            numba.set_num_threads(nthreads)
-        k = self._k
-        scan_rows(buf, plan.sq_ofs, plan.item_base, plan.item_cols, plan.item_step,
-                  plan.item_every, plan.item_set, plan.norm, plan.area, plan.rec,
-                  plan.rec.view(np.float32), k.tree_node_start, k.tree_table, k.node_left,
-                  k.node_right, k.tree_leaf_start, k.leaves, k.stage_tree_start,
-                  k.stage_threshold, k.tree_rmax, k.tree_rmin, k.row_stages,
-                  np.where(plan.col_px == 1, k.dense_density, np.inf), nthreads, hit_x,
-                  hit_count, scan_stats)
-        items, cols = collect_hits(hit_x, hit_count)
-        sc = plan.item_set[items]
-        out = np.empty((items.size, 4), np.int32)
-        out[:, 0] = plan.x_lo[sc] + cols * plan.col_px[sc]
-        out[:, 1] = plan.item_y[items]
-        out[:, 2] = plan.box_w[sc]
-        out[:, 3] = plan.box_h[sc]
-        stats.windows = int(scan_stats[:, 0].sum())
-        stats.features = int(scan_stats[:, 1].sum())
-        stats.candidates = int(items.size)
+        items, cols = self._scan(plan, gray, stats)
+        out = plan.boxes(items, cols)
         stats.ms = (time.perf_counter() - t0) * 1e3
         self.last_stats = stats
         return out
@@ -397,19 +224,52 @@ class CascadeDetector:
         return self
 
     # -------------------------------------------------------------- helpers
-    def _plan(self, w: int, h: int, sf: float, mins, maxs) -> _ScanPlan:
-        key = (w, h, sf, mins, maxs)
+    def _plan(self, scan: str, w: int, h: int, sf: float,
+              mins, maxs) -> PyramidScanPlan | FeatureScanPlan:
+        # Built outside the lock (it takes a while); a concurrent call for the
+        # same key at worst builds the same plan twice.
+        key = (scan, w, h, sf, mins, maxs)
         with self._lock:
             plan = self._plans.get(key)
         if plan is None:
-            plan = _ScanPlan.build(self, w, h, sf, mins, maxs)
+            if scan == "features":
+                plan = FeatureScanPlan.build(self._k, self.cascade.features, (w, h), sf, mins,
+                                             maxs)
+            else:
+                plan = PyramidScanPlan.build(self._k, (w, h), sf, mins, maxs)
             with self._lock:
-                if len(self._plans) >= 8:
+                if len(self._plans) >= MAX_PLANS:
                     self._plans.pop(next(iter(self._plans)))
                 self._plans[key] = plan
         return plan
 
-    def _buffers(self, plan: _ScanPlan | FeatureScanPlan) -> tuple[np.ndarray, ...]:
+    def _scan(self, plan: PyramidScanPlan | FeatureScanPlan, gray: np.ndarray,
+              stats: DetectionStats) -> tuple[np.ndarray, np.ndarray]:
+        """Load ``gray``, build its integral tables and scan them: the (row, column) hits.
+
+        Fills ``stats``'s windows, features and candidates.
+        """
+        (rbuf, buf, hit_x, hit_count, scan_stats), views = self._buffers(plan)
+        plan.load(gray, views)
+        nthreads = numba.get_num_threads()
+        # The tables take a few milliseconds: one thread does them, because waking
+        # a thread pool for so little costs more than it saves on a busy machine.
+        numba.set_num_threads(1)
+        try:
+            fill_packed_integrals(rbuf, buf, plan.stride, plan.level_offsets, plan.level_w,
+                                  plan.level_h, plan.sq_ofs, plan.t_ofs)
+        finally:
+            numba.set_num_threads(nthreads)
+        scan_rows(buf, plan.sq_ofs, plan.rows, plan.sets, self._k.tables, nthreads, hit_x,
+                  hit_count, scan_stats)
+        items, cols = collect_hits(hit_x, hit_count)
+        stats.windows = int(scan_stats[:, 0].sum())
+        stats.features = int(scan_stats[:, 1].sum())
+        stats.candidates = int(items.size)
+        return items, cols
+
+    def _buffers(self, plan: PyramidScanPlan | FeatureScanPlan
+                 ) -> tuple[tuple[np.ndarray, ...], list[np.ndarray]]:
         # Per thread, so that concurrent detect calls never share scratch memory;
         # only the last image geometry is kept, which bounds the memory held.
         # One set per scan kind, so that alternating scans do not reallocate.
@@ -420,26 +280,8 @@ class CascadeDetector:
         slot = slots.get(kind)
         if slot is None or slot[0] is not plan:
             bufs = plan.allocate()
-            views = plan.views(bufs[0]) if isinstance(plan, _ScanPlan) else []
-            slot = slots[kind] = (plan, bufs, views)
-        return slot[1]
-
-    def _level_views(self) -> list[np.ndarray]:
-        # The pyramid levels inside this thread's current uint8 buffer.
-        return self._local.slots[_ScanPlan][2]
-
-    def _records(self, stride: int, t_ofs: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        key = (stride, t_ofs)
-        with self._lock:
-            hit = self._records_cache.get(key)
-            if hit is None:
-                if len(self._records_cache) > 16:
-                    self._records_cache.clear()
-                rec, norm = self._k.records(stride, t_ofs)
-                # One record set (the scan's rows may each name theirs).
-                hit = (rec[None], rec.view(np.float32)[None], norm[None])
-                self._records_cache[key] = hit
-        return hit
+            slot = slots[kind] = (plan, bufs, plan.views(bufs[0]))
+        return slot[1], slot[2]
 
     def __repr__(self) -> str:
         return f"CascadeDetector({self.cascade!r})"
