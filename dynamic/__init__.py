@@ -57,6 +57,14 @@ _EXPORTS = {
     "load_face_verifier": "vj_dynamic.face.verifier",
     "VerifiedDetector": "vj_dynamic.face.pipeline",
     "load_verifier": "vj_dynamic.face.pipeline",
+    "TafeNet": "vj_dynamic.tafe",
+    "embedding_loss": "vj_dynamic.tafe",
+    "train_tafe": "vj_dynamic.tafe_training",
+    "NeuralModuleNetwork": "vj_dynamic.nmn",
+    "parse_question": "vj_dynamic.nmn_layout",
+    "EnrolmentStore": "vj_dynamic.face.enrolment",
+    "FaceRecogniser": "vj_dynamic.face.enrolment",
+    "load_identity_model": "vj_dynamic.face.identity",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -24,6 +24,15 @@ from vj_dynamic.nmn_layout import (
 from vj_dynamic.nmn_training import VQATrainConfig, accuracy, train_vqa
 
 
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Small networks: one thread is faster than two, and far faster on a busy machine."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 @pytest.fixture(scope="module")
 def shapes():
     return make_shapes(60, seed=3)
