@@ -64,6 +64,11 @@ def _floats(n: int):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The options of ``vj-train-cascade`` (opencv_traincascade's, plus data and cluster).
+
+    One ``add_argument`` per option, in the order ``--help`` shows them: longer than
+    the project's usual function, but a flat list reads better than groups split apart.
+    """
     p = argparse.ArgumentParser(
         prog="vj-train-cascade", add_help=False,
         description="Train a Haar cascade (Viola-Jones / opencv_traincascade).",
