@@ -81,6 +81,7 @@ def select_stages(
     z: float = 0.0,
     min_share: float = 0.05,
     max_prefix_settings: int = 4096,
+    reference: np.ndarray | None = None,
 ) -> StageSelection:
     """The cheapest cascade over any subset of stages in which every kept stage earns its place.
 
@@ -95,13 +96,17 @@ def select_stages(
         Least share of the inputs reaching a kept stage that it must answer.
     max_prefix_settings : int, optional
         See :func:`~vj_dynamic.idk_tuning.tune_thresholds`.
+    reference : (N,) bool array, optional
+        Whether the model to match is right on each input, when it is not one of the
+        stages (e.g. a dense network the cascade replaces); default: the most accurate
+        stage.
 
     Returns
     -------
     StageSelection
         The cheapest feasible choice (ties: the more accurate); when none is feasible,
         the most accurate choice that meets the share rule (the best single stage alone
-        always does).
+        always does; with an outside ``reference``, the most accurate stage alone).
 
     Notes
     -----
@@ -115,7 +120,11 @@ def select_stages(
     if not 0.0 <= min_share <= 1.0:
         raise ValueError(f"min_share must be in [0, 1], got {min_share}")
     right = [np.asarray(c, dtype=bool) for c in correct]
-    reference = right[int(np.argmax([r.mean() for r in right]))]
+    if reference is None:
+        reference = right[int(np.argmax([r.mean() for r in right]))]
+    reference = np.asarray(reference, dtype=bool)
+    if reference.shape != right[0].shape:
+        raise ValueError(f"reference must have shape {right[0].shape}, got {reference.shape}")
     options = []
     for subset in _candidates(k):
         tuned = tune_thresholds(

@@ -80,3 +80,14 @@ def test_selection_validation():
         select_stages(conf, right, costs, min_share=1.5)
     with pytest.raises(ValueError, match="one entry per stage"):
         select_stages(conf, right[:2], costs)
+
+
+def test_an_outside_reference_sets_the_target():
+    conf, right, costs = three_stages()
+    stronger = np.ones_like(right[2])  # a model right everywhere, not one of the stages
+    chosen = select_stages(conf, right, costs, eps=0.0, reference=stronger)
+    assert not chosen.feasible  # no cascade of these stages matches it
+    easier = select_stages(conf, right, costs, eps=0.5, reference=stronger)
+    assert easier.feasible and easier.tuning.point.accuracy >= 0.5 - 1e-12
+    with pytest.raises(ValueError, match="reference"):
+        select_stages(conf, right, costs, reference=stronger[:5])

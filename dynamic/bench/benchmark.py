@@ -2,7 +2,8 @@
 
 Trains, on an offline dataset with a spread of difficulty (digits at four corruption
 levels, :mod:`.graded_digits`), a dense CIFAR-style ResNet and its SkipNet version, and
-an IDK cascade (logistic regression -> small CNN -> the ResNet), then measures, side
+an IDK cascade (logistic regression -> small CNN -> the SkipNet, against the ResNet),
+then measures, side
 by side, FLOPs per sample (counted with ``FlopCounterMode`` and checked against the
 analytic model) and their spread over the test set, the execution paths, median
 wall-clock latency and test accuracy; then sweeps gate thresholds, batch sizes and
@@ -47,7 +48,7 @@ def _measure(dense, gated, data, config, log, plot, figure) -> dict:
     if figure and out["sweep"]:
         plot_systems(out["sweep"], figure)
         log(f"systems figure written to {figure}")
-    out["idk"] = measure_idk(dense, data, config, log, plot)
+    out["idk"] = measure_idk(dense, gated, data, config, log, plot)
     return out
 
 

@@ -61,10 +61,11 @@ class BenchmarkConfig:
     sweep_repeats : int
         Timed rounds of each sweep point.
     eps : float
-        Relative accuracy loss the IDK threshold tuning may accept.
+        Relative accuracy loss against the dense ResNet the IDK tuning may accept
+        (0.005: about half a point).
     idk_z : float
-        Safety margin of the IDK threshold tuning, in standard errors (see
-        :func:`~vj_dynamic.idk_tuning.tune_thresholds`).
+        Safety margin of the IDK threshold tuning, in standard errors of the paired
+        accuracy difference (see :func:`~vj_dynamic.idk_tuning.tune_thresholds`).
     idk_min_share : float
         Least share of its inputs every kept IDK stage must answer; stages that would
         answer fewer are dropped (:func:`~vj_dynamic.idk_selection.select_stages`).
@@ -105,8 +106,8 @@ class BenchmarkConfig:
     sweep_batch_sizes: tuple[int, ...] = (1, 8, 64)
     sweep_threads: tuple[int, ...] = (1, 2)
     sweep_repeats: int = 5
-    eps: float = 0.0
-    idk_z: float = 1.645
+    eps: float = 0.005
+    idk_z: float = 1.0
     idk_min_share: float = 0.05
     cnn_epochs: int = 20
     cnn_widths: tuple[int, int] = (16, 32)

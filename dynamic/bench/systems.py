@@ -97,10 +97,14 @@ def systems_sweep(
     return rows
 
 
-def plot_systems(rows: list[dict], path: str | Path, *, title: str = "") -> Path:
+def plot_systems(
+    rows: list[dict], path: str | Path, *, title: str = "", floor: float = -0.5
+) -> Path:
     """Save the figure: FLOPs saved (x) against wall-clock time saved (y), with ``y = x``.
 
-    One curve per batch size and thread count, through the gate thresholds.
+    One curve per batch size and thread count, through the gate thresholds. Points
+    below ``floor`` (a run that a descheduled thread stalled) are drawn on the floor
+    as open triangles with their value written beside them.
     """
     if not rows:
         raise ValueError("no sweep rows to plot")
@@ -110,29 +114,38 @@ def plot_systems(rows: list[dict], path: str | Path, *, title: str = "") -> Path
     fig = Figure(figsize=(6.4, 4.8))
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
-    top = max(max(r["flops_saved"], r["time_saved"]) for r in rows)
-    low = min(0.0, min(r["time_saved"] for r in rows))
-    ax.plot([0, top * 1.05], [0, top * 1.05], "k--", lw=1, label="y = x (time follows FLOPs)")
+    top = max(max(r["flops_saved"], r["time_saved"]) for r in rows) * 1.05
+    ax.plot([0, top], [0, top], "k--", lw=1, label="y = x (time follows FLOPs)")
     colors = {1: "tab:blue", 8: "tab:orange", 64: "tab:green"}
-    markers = {1: "o", 2: "s"}
     for key in sorted({(r["batch"], r["threads"]) for r in rows}):
-        part = sorted(
-            (r for r in rows if (r["batch"], r["threads"]) == key), key=lambda r: r["flops_saved"]
-        )
+        part = [r for r in rows if (r["batch"], r["threads"]) == key]
+        part.sort(key=lambda r: r["flops_saved"])
         batch, threads = key
+        x = [r["flops_saved"] for r in part]
+        y = [max(r["time_saved"], floor) for r in part]
         ax.plot(
-            [r["flops_saved"] for r in part],
-            [r["time_saved"] for r in part],
-            marker=markers.get(threads, "^"),
+            x,
+            y,
+            marker="o" if threads == 1 else "s",
             color=colors.get(batch),
             ls="-" if threads == 1 else ":",
             label=f"batch {batch}, {threads} thread{'s' if threads > 1 else ''}",
         )
-    ax.set_xlim(0, top * 1.05)
-    ax.set_ylim(low - 0.02, top * 1.05)
+        for r in part:
+            if r["time_saved"] < floor:
+                ax.plot([r["flops_saved"]], [floor], "v", mfc="none", color=colors.get(batch))
+                ax.annotate(
+                    f"{r['time_saved']:.1f}",
+                    (r["flops_saved"], floor),
+                    fontsize=7,
+                    xytext=(4, 2),
+                    textcoords="offset points",
+                )
+    ax.set_xlim(0, top)
+    ax.set_ylim(floor - 0.03, top)
     ax.axhline(0, color="grey", lw=0.5)
     ax.set_xlabel("FLOPs saved (fraction of the dense ResNet)")
-    ax.set_ylabel("wall-clock time saved (median, interleaved)")
+    ax.set_ylabel("wall-clock time saved (median of interleaved runs)")
     ax.set_title(title or "SkipNet: FLOPs saved vs time saved, across gate thresholds", fontsize=10)
     ax.grid(True, alpha=0.3)
     ax.legend(loc="upper left", fontsize=8)
