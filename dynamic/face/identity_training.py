@@ -21,6 +21,7 @@ from vj_dynamic.face.enrolment import MAX_CROPS, face_crops
 from vj_dynamic.face.few_shot import best_threshold, sample_episodes, tafe_scores
 from vj_dynamic.face.identity import FaceIdentityModel, IdentitySet, orl_identities
 from vj_dynamic.face.sources import CALTECH_FACE_BOX
+from vj_dynamic.latency import torch_threads
 from vj_dynamic.tafe import TafeNet
 from vj_dynamic.tafe_training import TafeTrainConfig, train_tafe
 
@@ -50,7 +51,8 @@ def train_head(embedder: FaceEmbedder, identities: IdentitySet, people: np.ndarr
     rows = identities.of(people)
     views = embedder.embed_views(identities.crops[rows], FEATURE_VIEWS, seed=1)
     head = TafeNet(features=embedder.dim)
-    train_tafe(head, views, identities.person[rows], config, progress=progress)
+    with torch_threads(1):  # a small network: one thread is the fastest
+        train_tafe(head, views, identities.person[rows], config, progress=progress)
     return head
 
 
