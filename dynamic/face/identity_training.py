@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import torch
 from vj_dynamic.face.embedding import EmbedderTrainConfig, FaceEmbedder, train_embedder
 from vj_dynamic.face.enrolment import MAX_CROPS, face_crops
 from vj_dynamic.face.few_shot import best_threshold, sample_episodes, tafe_scores
@@ -50,6 +51,8 @@ def train_head(embedder: FaceEmbedder, identities: IdentitySet, people: np.ndarr
     """Meta-train a TAFE-Net head on the crops of ``people`` (backbone fixed)."""
     rows = identities.of(people)
     views = embedder.embed_views(identities.crops[rows], FEATURE_VIEWS, seed=1)
+    config = config or TafeTrainConfig()
+    torch.manual_seed(config.seed)  # the head's initial weights, so that runs repeat
     head = TafeNet(features=embedder.dim)
     with torch_threads(1):  # a small network: one thread is the fastest
         train_tafe(head, views, identities.person[rows], config, progress=progress)
