@@ -272,3 +272,17 @@ def test_the_e_key_enrols_the_largest_face(tmp_path):
     store = EnrolmentStore(tmp_path / "people.npz").load()
     assert store.names == ["person 1"] and len(store.crops("person 1")) == MAX_CROPS
     assert recognition.enrolling is None
+
+
+def test_without_the_identity_model(tmp_path, monkeypatch, capsys):
+    from vj_apps.webcam import cli as webcam
+    from vj_apps.webcam.recognition import open_recognition
+
+    monkeypatch.setenv("VJ_MODELS", str(tmp_path / "no-models"))
+    recognition = open_recognition(tmp_path / "people.npz")  # nobody enrolled: fine
+    assert recognition.label(np.zeros((50, 50), np.uint8), np.zeros((0, 4))) is None
+    assert "not available" in recognition.start("ada") and recognition.enrolling is None
+    rc = webcam.main(["--source", "demo", "--no-window", "--no-verify", "--max-frames", "1",
+                      "--enrolments", str(tmp_path / "people.npz"),
+                      "--enrol", f"ada={_face_folder(tmp_path)}"])
+    assert rc == 2 and "face recognition is not available" in capsys.readouterr().err

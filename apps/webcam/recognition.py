@@ -111,8 +111,19 @@ class Recognition:
         self._save(name, np.stack(crops))
         return min(len(crops), MAX_CROPS)
 
+    def check(self) -> None:
+        """Load the face-identity model now; RecognitionUnavailable if it cannot be."""
+        try:
+            self.recogniser.model  # noqa: B018  (loads it)
+        except (ValueError, OSError, ImportError) as error:
+            raise RecognitionUnavailable(f"face recognition is not available: {error}") from None
+
     def start(self, name: str | None) -> str:
         """Begin enrolling ``name`` (default: the next free ``person N``) from the next frames."""
+        try:
+            self.check()
+        except RecognitionUnavailable as error:
+            return str(error)
         if name is None:
             n = 1
             while f"person {n}" in self.store:
@@ -155,6 +166,8 @@ class Recognition:
 def open_recognition(path: Path | None) -> Recognition:
     """The enrolment store at ``path`` (default location when None) and a recogniser.
 
+    The face-identity model (and PyTorch) load only once someone is enrolled.
+
     Raises
     ------
     WebcamError
@@ -165,10 +178,10 @@ def open_recognition(path: Path | None) -> Recognition:
     store = _store(path)
     from vj_dynamic.face.enrolment import FaceRecogniser
 
-    try:
-        return Recognition(store, FaceRecogniser(store))
-    except (ValueError, OSError) as error:
-        raise RecognitionUnavailable(f"face recognition is not available: {error}") from None
+    recognition = Recognition(store, FaceRecogniser(store))
+    if recognition.active:  # else the model loads when someone is enrolled
+        recognition.check()
+    return recognition
 
 
 def add_enrolment_options(parser: argparse.ArgumentParser) -> None:
@@ -232,6 +245,8 @@ def recognition_for(args: argparse.Namespace, cascade: Detector) -> Recognition 
             raise
         print(f"vj-webcam: {error}; faces are not named", file=sys.stderr)
         return None
+    if args.enrol:
+        recognition.check()
     for text in args.enrol:
         name, folder = parse_enrol_option(text)
         kept = recognition.enrol_folder(name, folder, cascade)

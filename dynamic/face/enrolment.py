@@ -244,16 +244,21 @@ class FaceRecogniser:
     store : EnrolmentStore
         Read live: enrolling or forgetting takes effect on the next call.
     model : FaceIdentityModel, optional
-        Default: the shipped model (``data/tafe.pt``).
+        Default: the shipped model (``data/tafe.pt``), loaded when first needed.
     """
 
     def __init__(self, store: EnrolmentStore, model: FaceIdentityModel | None = None) -> None:
-        if model is None:
+        self.store, self._model = store, model
+        self._tasks, self._revision = None, None
+
+    @property
+    def model(self) -> FaceIdentityModel:
+        """The face-identity model (ValueError if the shipped file is missing or damaged)."""
+        if self._model is None:
             from vj_dynamic.face.identity import load_identity_model
 
-            model = load_identity_model()
-        self.store, self.model = store, model
-        self._tasks, self._revision = None, None
+            self._model = load_identity_model()
+        return self._model
 
     def _current_tasks(self):
         if self._revision != self.store.revision:
