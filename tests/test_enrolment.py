@@ -286,3 +286,43 @@ def test_without_the_identity_model(tmp_path, monkeypatch, capsys):
                       "--enrolments", str(tmp_path / "people.npz"),
                       "--enrol", f"ada={_face_folder(tmp_path)}"])
     assert rc == 2 and "face recognition is not available" in capsys.readouterr().err
+
+
+def test_embedder_training_resumes_from_its_checkpoint(tmp_path):
+    from vj_dynamic.face.embedding import EmbedderTrainConfig, train_embedder
+
+    config = EmbedderTrainConfig(epochs=2, batch_size=8)
+    checkpoint = tmp_path / "embedder.pt"
+    train_embedder(crops(16), config, checkpoint=checkpoint)
+    state = torch.load(checkpoint, weights_only=True)
+    assert state["epoch"] == 2
+    # Mark the checkpoint: a finished run given it again must return exactly its weights.
+    state["net"]["fc.bias"] = torch.full_like(state["net"]["fc.bias"], 7.0)
+    torch.save(state, checkpoint)
+    again = train_embedder(crops(16), config, checkpoint=checkpoint)
+    assert torch.equal(again.fc.bias, torch.full_like(again.fc.bias, 7.0))
+    with pytest.raises(ValueError, match="other settings"):
+        train_embedder(crops(16), EmbedderTrainConfig(epochs=3, batch_size=8),
+                       checkpoint=checkpoint)
+    with pytest.raises(ValueError, match="at least 8"):
+        train_embedder(crops(4), config)
+
+
+def test_head_training_and_threshold_on_synthetic_people():
+    from vj_dynamic.face.identity import IdentitySet
+    from vj_dynamic.face.identity_training import choose_threshold, train_head
+    from vj_dynamic.tafe_training import TafeTrainConfig
+
+    rng = np.random.default_rng(1)
+    people = np.repeat(np.arange(8), 7)
+    base = rng.integers(0, 256, (8, 32, 32))
+    faces = np.clip(base[people] + rng.normal(0, 25, (len(people), 32, 32)), 0, 255)
+    identities = IdentitySet(faces.astype(np.uint8), people, [str(i) for i in range(8)])
+    embedder = FaceEmbedder().eval()
+    head = train_head(embedder, identities, np.arange(5), TafeTrainConfig(steps=10))
+    again = train_head(embedder, identities, np.arange(5), TafeTrainConfig(steps=10))
+    for a, b in zip(head.state_dict().values(), again.state_dict().values(), strict=True):
+        assert torch.equal(a, b)  # seeded: runs repeat
+    threshold = choose_threshold(head, embedder.embed(identities.crops).numpy(), people,
+                                 np.arange(5, 8), per_person=2)
+    assert np.isfinite(threshold)
