@@ -12,7 +12,6 @@ that only coordinates never imports torch.
 from __future__ import annotations
 
 import hashlib
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ import numpy as np
 
 from .cascade import Cascade
 from .detector import CascadeDetector
+from .image_sources import read_image
 
 __all__ = ["DetectionSettings", "DetectorSpec", "detect_partition", "draw_boxes",
            "install_detector", "read_image"]
@@ -129,25 +129,6 @@ def install_detector(spec: DetectorSpec) -> str:
         _DETECTORS.pop(next(iter(_DETECTORS)))
     _DETECTORS[key] = (det, spec.kernel_threads)
     return key
-
-
-def read_image(path: str | os.PathLike) -> np.ndarray:
-    """An image file as uint8 (gray, BGR or BGRA); 16-bit images scaled to 8 bits.
-
-    Raises
-    ------
-    FileNotFoundError
-        If the file is missing; ValueError if OpenCV cannot decode it.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"image {path} not found")
-    img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if img is None:
-        raise ValueError(f"cannot decode image {path}")
-    if img.dtype != np.uint8:  # 16-bit PNG/TIFF, float EXR: scale to 8 bits
-        img = cv2.convertScaleAbs(img, alpha=255.0 / max(float(img.max()), 1.0))
-    return img
 
 
 def detect_partition(items: list[tuple[str, str]], fingerprint: str,

@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 
 __all__ = ["IMAGE_SUFFIXES", "default_data_dir", "image_files", "list_images", "read_annotations",
-           "read_gray", "resolve_data_dir"]
+           "read_gray", "read_image", "resolve_data_dir"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".pgm", ".bmp", ".tif", ".tiff", ".ppm", ".webp")
 
@@ -134,6 +134,16 @@ def list_images(sources: list[str | os.PathLike]) -> list[Path]:
     return paths
 
 
+def _imread(path: str | os.PathLike, flags: int) -> np.ndarray:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"image {path} not found")
+    img = cv2.imread(str(path), flags)
+    if img is None:
+        raise ValueError(f"cannot decode image {path}")
+    return img
+
+
 def read_gray(path: str | os.PathLike) -> np.ndarray:
     """An image file as a 2-D uint8 array (colour converted as OpenCV does).
 
@@ -142,10 +152,18 @@ def read_gray(path: str | os.PathLike) -> np.ndarray:
     FileNotFoundError
         If the file is missing; ValueError if OpenCV cannot decode it.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"image {path} not found")
-    img = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
-    if img is None:
-        raise ValueError(f"cannot decode image {path}")
+    return _imread(path, cv2.IMREAD_GRAYSCALE)
+
+
+def read_image(path: str | os.PathLike) -> np.ndarray:
+    """An image file as uint8 (gray, BGR or BGRA); 16-bit images scaled to 8 bits.
+
+    Raises
+    ------
+    FileNotFoundError
+        If the file is missing; ValueError if OpenCV cannot decode it.
+    """
+    img = _imread(path, cv2.IMREAD_UNCHANGED)
+    if img.dtype != np.uint8:  # 16-bit PNG/TIFF, float EXR: scale to 8 bits
+        img = cv2.convertScaleAbs(img, alpha=255.0 / max(float(img.max()), 1.0))
     return img
