@@ -32,6 +32,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import cv2
+import numba
 from tqdm import tqdm
 
 from .batch_output import JsonlOutput
@@ -170,9 +172,9 @@ def detect_files(
     scheduler : str, optional
         Run on the Dask cluster of this scheduler address (``"tcp://host:8786"``).
     kernel_threads : int, optional
-        Numba / OpenCV threads of each detection call on a cluster's workers
-        (default: cores // ``workers`` for an embedded cluster, the workers' own
-        setting for ``scheduler``).
+        Numba / OpenCV threads of each detection call (default: as configured in
+        this process; cores // ``workers`` for an embedded cluster; the workers'
+        own setting for ``scheduler``).
     resume : bool
         Continue an existing output: skip the images it holds.
     overwrite : bool
@@ -233,9 +235,8 @@ def detect_files(
         draw = os.fspath(draw_dir) if draw_dir is not None else None
         try:
             if workers is None and scheduler is None:
-                key = install_detector(DetectorSpec(model, verify))
-                for part in parts:
-                    handle(detect_partition(part, key, settings, draw))
+                _run_here(DetectorSpec(model, verify, kernel_threads), parts, settings, draw,
+                          handle)
             else:
                 _run_on_cluster(model, verify, workers, scheduler, kernel_threads, parts,
                                 settings, draw, handle, bar if progress else None)
@@ -244,6 +245,19 @@ def detect_files(
         summary.skipped = skipped[0]
     summary.seconds = time.perf_counter() - t0
     return summary
+
+
+def _run_here(spec: DetectorSpec, parts: Iterator[list[tuple[str, str]]],
+              settings: DetectionSettings, draw: str | None,
+              handle: Callable[[list[dict[str, Any]]], None]) -> None:
+    key = install_detector(spec)
+    threads = numba.get_num_threads(), cv2.getNumThreads()
+    try:
+        for part in parts:
+            handle(detect_partition(part, key, settings, draw))
+    finally:  # kernel_threads holds for this call only
+        numba.set_num_threads(threads[0])
+        cv2.setNumThreads(threads[1])
 
 
 def _run_on_cluster(model: Cascade, verify: bool, workers: int | None, scheduler: str | None,

@@ -111,8 +111,6 @@ def install_detector(spec: DetectorSpec) -> str:
     key = spec.fingerprint
     if key in _DETECTORS:
         return key
-    if spec.kernel_threads is not None:
-        cv2.setNumThreads(spec.kernel_threads)
     if spec.verify:
         # Imported here: PyTorch loads only in processes that verify.
         from vj_dynamic.face.pipeline import load_verifier
@@ -163,8 +161,9 @@ def detect_partition(items: list[tuple[str, str]], fingerprint: str,
         raise RuntimeError(f"no batch detector {fingerprint} in this process; "
                            "install_detector(spec) first") from None
     if threads is not None:
-        # Per calling thread, so set in the task's own thread.
+        # Numba's count is per calling thread, so it is set in the task's own thread.
         numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+        cv2.setNumThreads(threads)
     out = []
     for path, key in items:
         try:

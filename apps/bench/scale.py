@@ -132,23 +132,27 @@ class _Runs:
         self.clusters = {n: _start_cluster(n) for n in workers}
         self.procs = {n: _cluster_processes(c[1]) for n, c in self.clusters.items()}
         self.scratch = Path(tempfile.mkdtemp(prefix="vj-bench-scale-"))
-        self.wall: dict[str | int, list[float]] = {m: [] for m in ("single", *workers)}
-        self.cpu: dict[str | int, list[float]] = {m: [] for m in ("single", *workers)}
+        self.modes: list[str | int] = ["single", "single-1", *workers]
+        self.wall: dict[str | int, list[float]] = {m: [] for m in self.modes}
+        self.cpu: dict[str | int, list[float]] = {m: [] for m in self.modes}
+        self.main_cpu: list[float] = []  # the single process's calling thread
 
     def one(self, mode: str | int, items=None) -> None:
         """Run ``mode`` over ``items`` (recorded when they are all the images)."""
-        kw = {}
-        if mode != "single":
+        kw: dict = {"kernel_threads": 1} if mode == "single-1" else {}
+        if mode in self.clusters:
             kw = {"scheduler": self.clusters[mode][1].scheduler.address,
                   "kernel_threads": max(1, self.cores // int(mode))}
         procs = self.procs.get(mode, [])
-        c0, t0 = _cpu_s(procs), time.perf_counter()
+        c0, t0, m0 = _cpu_s(procs), time.perf_counter(), time.thread_time()
         detect_files(items or self.items, self.scratch / f"{mode}.jsonl",
                      settings=DetectionSettings(), overwrite=True,
                      partition_size=self.partition_size, progress=False, **kw)
         if items is None:
             self.wall[mode].append(time.perf_counter() - t0)
             self.cpu[mode].append(_cpu_s(procs) - c0)
+            if mode == "single":
+                self.main_cpu.append(time.thread_time() - m0)
 
     def close(self) -> None:
         for cluster, client, _ in self.clusters.values():
@@ -160,7 +164,7 @@ def run(items: list[tuple[str, str]], repeats: int = 3, partition_size: int = PA
         workers: tuple[int, ...] = (1, 2)) -> dict:
     """Interleaved runs of the single process and each cluster size: medians and ratios."""
     runs = _Runs(items, partition_size, workers)
-    modes: list[str | int] = ["single", *workers]
+    modes = runs.modes
     load = [os.getloadavg()[0]]
     try:
         for mode in modes:  # warm: detectors built, files in the page cache
@@ -178,27 +182,31 @@ def run(items: list[tuple[str, str]], repeats: int = 3, partition_size: int = PA
 
 
 def _report(runs: _Runs, trip: dict[int, float], load: list[float], repeats: int) -> dict:
-    n, workers = len(runs.items), [m for m in runs.wall if m != "single"]
+    n, workers = len(runs.items), list(runs.clusters)
     wall = {m: statistics.median(t) for m, t in runs.wall.items()}
     cpu = {m: 1e3 * statistics.median(t) / n for m, t in runs.cpu.items()}
-    report = {
-        "images": n, "partition_size": runs.partition_size, "repeats": repeats,
-        "cores": runs.cores, "load_1min": [round(v, 2) for v in load],
-        "single": {"images_per_s": round(n / wall["single"], 2),
-                   "ms_per_image": round(1e3 * wall["single"] / n, 2),
-                   "cpu_ms_per_image": round(cpu["single"], 2)},
-    }
+    report: dict = {"images": n, "partition_size": runs.partition_size, "repeats": repeats,
+                    "cores": runs.cores, "load_1min": [round(v, 2) for v in load]}
+    for m in runs.modes:
+        report[m if isinstance(m, str) else f"workers_{m}"] = {
+            "images_per_s": round(n / wall[m], 2), "ms_per_image": round(1e3 * wall[m] / n, 2),
+            "ratio_to_single": round(wall["single"] / wall[m], 3),
+            "ratio_to_single_1": round(wall["single-1"] / wall[m], 3),
+            "cpu_ms_per_image": round(cpu[m], 2)}
     for w in workers:
-        report[f"workers_{w}"] = {
-            "images_per_s": round(n / wall[w], 2),
-            "ratio_to_single": round(wall["single"] / wall[w], 3),
-            "cpu_ms_per_image": round(cpu[w], 2),
-            "cluster_start_s": round(runs.clusters[w][2], 2),
-            "task_round_trip_ms_per_image": round(1e3 * trip[w], 3),
-        }
+        report[f"workers_{w}"].update(
+            cluster_start_s=round(runs.clusters[w][2], 2),
+            task_round_trip_ms_per_image=round(1e3 * trip[w], 3))
+    # On cores nobody else uses, the single process takes about its calling thread's
+    # CPU time per image (Numba's other thread works alongside it), one kernel thread
+    # its CPU time, and w workers their CPU time / w: a projection, not a measurement.
+    main = 1e3 * statistics.median(runs.main_cpu) / n
+    report["idle_projection"] = {
+        "single_ms_per_image": round(main, 2), "single_1_ms_per_image": round(cpu["single-1"], 2),
+        **{f"workers_{w}_ms_per_image": round(cpu[w] / min(w, runs.cores), 2) for w in workers}}
     one = workers[0]
     wall_ms = 1e3 * (wall[one] - wall["single"]) / n
-    report["dask_overhead"] = {
+    report["dask_overhead"] = {  # the 1-worker cluster vs the single process, same threads
         "cpu_ms_per_image": round(cpu[one] - cpu["single"], 3),
         "cpu_share": round((cpu[one] - cpu["single"]) / cpu["single"], 4),
         "wall_ms_per_image": round(wall_ms, 3),
@@ -211,16 +219,22 @@ def _report(runs: _Runs, trip: dict[int, float], load: list[float], repeats: int
 
 
 def _print(report: dict, workers: tuple[int, ...]) -> None:
-    s = report["single"]
     print(f"{report['images']} images 640x480, partitions of {report['partition_size']}, "
           f"medians of {report['repeats']}, load {report['load_1min']}")
-    print(f"  single process    {s['images_per_s']:8.2f} img/s  {s['ms_per_image']:7.1f} ms/image"
-          f"  CPU {s['cpu_ms_per_image']:.1f} ms/image")
-    for w in workers:
-        r = report[f"workers_{w}"]
-        print(f"  LocalCluster x{w}   {r['images_per_s']:8.2f} img/s  {r['ratio_to_single']:.2f}x"
-              f"  CPU {r['cpu_ms_per_image']:.1f} ms/image  (start {r['cluster_start_s']:.1f} s,"
-              f" empty-task round trip {r['task_round_trip_ms_per_image']:.3f} ms/image)")
+    names = {"single": "single process", "single-1": "single, 1 thread",
+             **{f"workers_{w}": f"LocalCluster x{w}" for w in workers}}
+    for key, name in names.items():
+        r = report[key]
+        line = (f"  {name:18s}{r['images_per_s']:7.2f} img/s  {r['ratio_to_single']:.2f}x "
+                f"single, {r['ratio_to_single_1']:.2f}x 1 thread; CPU "
+                f"{r['cpu_ms_per_image']:.1f} ms/image")
+        if "cluster_start_s" in r:
+            line += (f" (start {r['cluster_start_s']:.1f} s, empty-task round trip "
+                     f"{r['task_round_trip_ms_per_image']:.3f} ms/image)")
+        print(line)
+    p = report["idle_projection"]
+    print("  on idle cores (projected from CPU times), ms/image: " +
+          ", ".join(f"{k[:-len('_ms_per_image')]} {v:.1f}" for k, v in p.items()))
     o = report["dask_overhead"]
     print(f"  Dask per image: {o['cpu_ms_per_image']:+.2f} ms CPU ({100 * o['cpu_share']:+.1f} %),"
           f" {o['wall_ms_per_image']:+.2f} ms wall ({100 * o['wall_share']:+.1f} %), "
