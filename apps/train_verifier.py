@@ -17,10 +17,11 @@ Example
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
 import time
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -130,14 +131,8 @@ def _detectors(cascades: list[vj.Cascade], stages: list[int]) -> list[vj.Cascade
 def build_crops(args: argparse.Namespace, part: str, n_backgrounds: int, n_scenes: int,
                 log=print) -> CropSet:
     """The crops of one part, cached in the workdir under the settings that made them."""
-    names, cascades, stages = _training_cascades(args)
-    tag = "+".join(f"{Path(str(n)).stem.replace(':', '_')}-s{s}" for n, s in
-                   zip(names, stages, strict=True))
-    geometry = f"c{CROP_SIZE}m{CROP_MARGIN}v{CROPS_VERSION}"
-    real = _real_tag(args, part)
-    name = (f"crops-{part}-{tag}-{geometry}-b{n_backgrounds}-n{n_scenes}{real}"
-            f"-seed{args.seed}.npz")
-    cache = Path(args.workdir) / name
+    _, cascades, stages = _training_cascades(args)
+    cache = Path(args.workdir) / _cache_name(args, part, n_backgrounds, n_scenes)
     if cache.is_file():
         with np.load(cache) as d:
             log(f"{part}: crops from {cache}")
@@ -156,6 +151,16 @@ def build_crops(args: argparse.Namespace, part: str, n_backgrounds: int, n_scene
     np.savez_compressed(tmp, crops=crops.crops, labels=crops.labels, sources=crops.sources)
     tmp.replace(cache)
     return crops
+
+
+def _cache_name(args: argparse.Namespace, part: str, n_backgrounds: int, n_scenes: int) -> str:
+    """The file name of one part's crops: every setting that decides them."""
+    names, _, stages = _training_cascades(args)
+    tag = "+".join(f"{Path(str(n)).stem.replace(':', '_')}-s{s}" for n, s in
+                   zip(names, stages, strict=True))
+    geometry = f"c{CROP_SIZE}m{CROP_MARGIN}v{CROPS_VERSION}"
+    return (f"crops-{part}-{tag}-{geometry}-b{n_backgrounds}-n{n_scenes}"
+            f"{_real_tag(args, part)}-seed{args.seed}.npz")
 
 
 def _real_tag(args: argparse.Namespace, part: str) -> str:
@@ -233,6 +238,41 @@ def _missing_cascade(args: argparse.Namespace) -> str | None:
     return None
 
 
+def _first_round(args, config, train: CropSet, tune: CropSet) -> tuple[CropSet, dict]:
+    """Train once and mine the mistakes, or read them from the work folder.
+
+    The hard crops and the first round's summary are kept in the work folder under
+    the settings that made them, so a run killed in the second round starts there.
+    """
+    key = json.dumps([asdict(config), _cache_name(args, "train", args.max_backgrounds,
+                                                  args.scenes),
+                      args.bootstrap_backgrounds, args.bootstrap_scenes, args.hard_positives])
+    cache = Path(args.workdir) / f"hard-{hashlib.sha256(key.encode()).hexdigest()[:16]}.npz"
+    if cache.is_file():
+        with np.load(cache, allow_pickle=False) as d:
+            print(f"bootstrap: mistakes of the first round from {cache}", file=sys.stderr)
+            first = json.loads(d["summary"].tobytes().decode())
+            return CropSet(d["crops"], d["labels"], d["sources"]), first
+    verifier, report = train_verifiers(train, tune, config)
+    t1 = time.perf_counter()
+    hard = bootstrap(args, verifier)
+    n_pos = int(hard.labels.sum())
+    print(f"bootstrap: {len(hard) - n_pos} windows the verifiers wrongly accept, {n_pos} "
+          f"real faces they wrongly reject ({time.perf_counter() - t1:.0f} s); training "
+          "again", file=sys.stderr)
+    first = {"idk": {k: v for k, v in report["idk"].items() if k != "frontier"},
+             "skipnet_tune_accuracy": {k: report["skipnet"][k]["tune_accuracy"]
+                                       for k in ("dense", "gates", "rl")
+                                       if k in report["skipnet"]}}
+    summary = np.frombuffer(json.dumps(first, default=float).encode(), np.uint8)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cache.with_suffix(".tmp.npz")
+    np.savez_compressed(tmp, crops=hard.crops, labels=hard.labels, sources=hard.sources,
+                        summary=summary)
+    tmp.replace(cache)
+    return hard, json.loads(summary.tobytes().decode())
+
+
 def main(argv: list[str] | None = None) -> int:
     if _MISSING is not None:  # before the parser: its defaults read the verifier settings
         print(f"vj-train-verifier: needs PyTorch ({_MISSING}); pip install torch",
@@ -263,19 +303,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"vj-train-verifier: {exc}", file=sys.stderr)
         return 2
     data_seconds = time.perf_counter() - t0
-    verifier, report = train_verifiers(train, tune, config)
     if args.bootstrap_backgrounds != 0:
-        t1 = time.perf_counter()
-        hard = bootstrap(args, verifier)
+        hard, first = _first_round(args, config, train, tune)
         n_pos = int(hard.labels.sum())
-        print(f"bootstrap: {len(hard) - n_pos} windows the verifiers wrongly accept, {n_pos} "
-              f"real faces they wrongly reject ({time.perf_counter() - t1:.0f} s); training "
-              "again", file=sys.stderr)
-        first = report
         verifier, report = train_verifiers(CropSet.concatenate([train, hard]), tune, config)
-        report["first_round"] = {"idk": {k: v for k, v in first["idk"].items()
-                                         if k != "frontier"},
-                                 "hard_negatives": len(hard) - n_pos, "hard_positives": n_pos}
+        report["first_round"] = {**first, "hard_negatives": len(hard) - n_pos,
+                                 "hard_positives": n_pos}
+    else:
+        verifier, report = train_verifiers(train, tune, config)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     verifier.save(out)

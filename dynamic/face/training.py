@@ -64,7 +64,11 @@ class VerifierTrainConfig:
     skipnet_lr : float
         Peak SGD learning rate of the dense phase (later phases use a fifth).
     rl_alpha : float
-        Reward for skipping every block, against the classification loss.
+        Reward for skipping every block, against the classification loss. The hybrid
+        RL prices each skipped block by its FLOPs and normalises the advantages, so
+        this is a price per sample's FLOP share: at 1.0 the gates of the verifier
+        trained on real-photo crops collapsed to running a fifth of the blocks (tune
+        accuracy 0.92 against 0.97 dense); 0.1 is the RL's own default.
     gate_accuracy_drop : float
         Tune accuracy the gate threshold may give up against the gates at 0.5.
     tiny_epochs : int
@@ -88,7 +92,7 @@ class VerifierTrainConfig:
     gate_epochs: int = 1
     rl_epochs: int = 2
     skipnet_lr: float = 0.1
-    rl_alpha: float = 1.0
+    rl_alpha: float = 0.1
     gate_accuracy_drop: float = 0.001
     tiny_epochs: int = 40
     tiny_lr: float = 6e-3
