@@ -2,7 +2,10 @@
 
 A face is kept when one of OpenCV 4's frontal cascades (``default``, ``alt2``) or the
 project's ``frontalface`` accepts a raw window on it, in the crop or in its
-histogram-equalised version (:func:`vj.wider_faces.found_by`). The list goes to
+histogram-equalised version (:func:`vj.wider_faces.found_by`). Each kept crop's line
+also gives the face's aligned window (:func:`vj.wider_faces.aligned_window`: the median
+of the windows those cascades accept on it), which the trainer then cuts instead of the
+window mapped from WIDER's loosely framed box. The list goes to
 ``vj-train-cascade --wider-keep``.
 
 Usage::
@@ -32,11 +35,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cascades", nargs="+", default=list(SELECTORS))
     p.add_argument("--no-equalize", action="store_true",
                    help="do not also try the histogram-equalised crops")
+    p.add_argument("--no-align", action="store_true",
+                   help="list the crops only, no aligned windows (faster: stops at the "
+                   "first cascade that accepts a face)")
     args = p.parse_args(argv)
     from tqdm import tqdm
 
     import vj
-    from vj.wider_faces import found_by, read_wider_faces
+    from vj.wider_faces import aligned_window, found_by, read_wider_faces
 
     try:
         root = args.crops or resolve_data_dir() / "faces" / "wider_train"
@@ -45,11 +51,18 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError) as exc:
         print(f"select_faces: {exc}", file=sys.stderr)
         return 2
-    kept = [f.relpath for f in tqdm(faces, file=sys.stderr)
-            if found_by(f, detectors, equalize=not args.no_equalize)]
+    kept = []
+    for f in tqdm(faces, file=sys.stderr):
+        if args.no_align:
+            if found_by(f, detectors, equalize=not args.no_equalize):
+                kept.append(f.relpath)
+            continue
+        window = aligned_window(f, detectors, equalize=not args.no_equalize)
+        if window is not None:
+            kept.append(f.relpath + "".join(f" {v:.2f}" for v in window))
     head = (f"# {len(kept)} of {len(faces)} crops of {root} that {', '.join(args.cascades)} "
             f"accept a raw window on{'' if args.no_equalize else ' (or on their equalised crop)'}"
-            "\n")
+            f"{'' if args.no_align else '; path, then the aligned window x y w h'}\n")
     atomic_write_text(args.out, head + "".join(f"{k}\n" for k in kept))
     print(f"select_faces: kept {len(kept)} of {len(faces)} -> {args.out}", file=sys.stderr)
     return 0

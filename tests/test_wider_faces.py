@@ -123,3 +123,50 @@ def test_found_by_takes_faces_a_cascade_sees():
     # A box far off the face's size is not the face.
     assert not found_by(WiderFace(gray, np.array([210.0, 100, 30, 36]), "c.jpg"), dets,
                         equalize=False)
+
+
+def test_aligned_window_is_the_median_accepted_window():
+    import skimage.data
+
+    import vj
+    from vj.wider_faces import WiderFace, aligned_window
+
+    gray = cv2.cvtColor(skimage.data.astronaut()[..., ::-1], cv2.COLOR_BGR2GRAY)
+    det = vj.load("opencv:default")
+    face = WiderFace(gray, np.array([190.0, 78, 72, 90]), "a_f000.jpg")
+    x, y, s, s2 = aligned_window(face, [det], equalize=False)
+    assert s == s2
+    # The median, in centre and side, of the raw windows that fit the mapped box.
+    bx, by, bs, _ = detector_box(face.box)
+    raw = det.candidates(gray, 1.1).astype(float)
+    rc = raw[:, :2] + raw[:, 2:] / 2
+    fit = ((np.hypot(rc[:, 0] - bx - bs / 2, rc[:, 1] - by - bs / 2) < 0.3 * bs)
+           & (raw[:, 2] > 0.7 * bs) & (raw[:, 2] < 1.45 * bs))
+    assert fit.sum() >= 3
+    assert s == pytest.approx(np.median(raw[fit, 2]))
+    assert x + s / 2 == pytest.approx(np.median(rc[fit, 0]))
+    assert y + s / 2 == pytest.approx(np.median(rc[fit, 1]))
+    flat = WiderFace(np.full((200, 200), 120, np.uint8), np.array([60.0, 60, 72, 90]), "b.jpg")
+    assert aligned_window(flat, [det]) is None
+
+
+def test_keep_list_windows_reach_the_views(crop_folder, tmp_path):
+    keep = tmp_path / "keep.txt"
+    keep.write_text("# aligned\nimages/ev/p0_f000.jpg 8 6 40 40\nimages/ev/p1_f000.jpg\n")
+    listed = read_keep_list(keep)
+    assert listed == {"images/ev/p0_f000.jpg": (8.0, 6.0, 40.0, 40.0),
+                      "images/ev/p1_f000.jpg": None}
+    a, b = read_wider_faces(crop_folder, listed)
+    assert a.window == (8.0, 6.0, 40.0, 40.0)
+    assert b.window == detector_box(b.box)
+    # The view is the listed window, resampled: not the mapped WIDER box.
+    ref = cv2.resize(a.image[6:46, 8:48], (24, 24), interpolation=cv2.INTER_AREA)
+    view = wider_views([a], (24, 24))[0, 0]
+    assert np.abs(view.astype(int) - ref).mean() < 6
+    assert np.abs(wider_views([b], (24, 24))[0, 0].astype(int) - ref).mean() > 6
+    keep.write_text("images/ev/p0_f000.jpg 8 6 0 40\n")
+    with pytest.raises(ValueError, match="w, h > 0"):
+        read_keep_list(keep)
+    keep.write_text("images/ev/p0_f000.jpg 8 6 x 40\n")
+    with pytest.raises(ValueError, match="four numbers"):
+        read_keep_list(keep)

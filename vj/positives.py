@@ -27,7 +27,7 @@ import numpy as np
 from .augment import Photometric, augment_windows
 from .feature_eval import window_norm_factors
 from .image_sources import read_annotations, read_gray
-from .wider_faces import WiderFace, detector_box
+from .wider_faces import WiderFace
 
 __all__ = ["Jitter", "PositiveSplit", "crop_box", "crop_views", "load_positives",
            "merge_groups", "near_duplicate_groups", "read_face_crops", "split_groups",
@@ -165,13 +165,14 @@ def wider_views(
 ) -> np.ndarray:
     """Windows of WIDER-style crops, the detector's box cut from each crop's context.
 
-    The box is :func:`vj.wider_faces.detector_box` of the crop's WIDER box.
+    The box is each face's :attr:`~vj.wider_faces.WiderFace.window`: its aligned window
+    where one was measured, else :func:`vj.wider_faces.detector_box` of its WIDER box.
 
     Returns
     -------
     (N, 1 + copies, h, w) uint8 ndarray
     """
-    out = [crop_views(f.image, detector_box(f.box), window, jitter, copies,
+    out = [crop_views(f.image, f.window, window, jitter, copies,
                       np.random.default_rng([seed, 0x771, i])) for i, f in enumerate(faces)]
     if not out:
         return np.zeros((0, 1 + copies, window[1], window[0]), np.uint8)
