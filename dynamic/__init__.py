@@ -3,9 +3,12 @@
 Modules, in the order of the papers:
 
 - :mod:`vj_dynamic.flops`, :mod:`vj_dynamic.latency`: measuring what ran (FLOPs, milliseconds);
-- :mod:`vj_dynamic.idk`, :mod:`vj_dynamic.idk_tuning`: IDK cascades and their thresholds;
+- :mod:`vj_dynamic.idk`, :mod:`vj_dynamic.idk_tuning`, :mod:`vj_dynamic.idk_selection`:
+  IDK cascades, their thresholds, and which stages earn their place;
 - :mod:`vj_dynamic.gates`, :mod:`vj_dynamic.skipnet`, :mod:`vj_dynamic.skipnet_training`,
-  :mod:`vj_dynamic.skipnet_runtime`: SkipNet, its training, and execution that skips;
+  :mod:`vj_dynamic.skipnet_rl`, :mod:`vj_dynamic.skipnet_policy`,
+  :mod:`vj_dynamic.skipnet_runtime`: SkipNet, its training (supervised and hybrid RL),
+  the spread of its per-input policies, and execution that skips;
 - :mod:`vj_dynamic.bench.datasets`, :mod:`vj_dynamic.small_models`, :mod:`vj_dynamic.weights`,
   :mod:`vj_dynamic.bench.benchmark`: data, cheap stages, checkpoints, the benchmark;
 - :mod:`vj_dynamic.face.crops`, :mod:`vj_dynamic.face.verifier`, :mod:`vj_dynamic.face.sources`,
@@ -46,6 +49,12 @@ _EXPORTS = {
     "FFGateI": "vj_dynamic.gates",
     "FFGateII": "vj_dynamic.gates",
     "RNNGate": "vj_dynamic.gates",
+    "train_hybrid_rl": "vj_dynamic.skipnet_rl",
+    "fine_tune_on_policy": "vj_dynamic.skipnet_rl",
+    "tune_gate_threshold": "vj_dynamic.skipnet_training",
+    "PolicyReport": "vj_dynamic.skipnet_policy",
+    "policy_report": "vj_dynamic.skipnet_policy",
+    "select_stages": "vj_dynamic.idk_selection",
     "SkipNetRuntime": "vj_dynamic.skipnet_runtime",
     "SkipNetClassifier": "vj_dynamic.skipnet_runtime",
     "count_flops": "vj_dynamic.flops",
