@@ -326,3 +326,16 @@ def test_jittered_positives_are_seeded_and_near_the_original(tmp_path, faces):
     none = read_face_crops([folder], WINDOW, (0.1, 0.1, 0.8, 0.8), jitter=Jitter(0, 0, 0),
                            copies=1)
     np.testing.assert_array_equal(none[:, 1], none[:, 0])
+
+
+def test_resume_with_more_stages_extends_the_cascade(trained, positives, pool, tmp_path):
+    """A finished run resumed with more stages keeps its stages and trains the rest."""
+    import shutil
+
+    shutil.copy(trained[1] / training.CHECKPOINT_NAME, tmp_path / training.CHECKPOINT_NAME)
+    longer = train_cascade(positives, pool, tiny_config(n_stages=6, max_weak=25), tmp_path,
+                           progress=False)
+    assert longer.stop_reason == "trained all 6 stages"
+    assert longer.cascade.n_stages == 6
+    assert longer.cascade.truncated(4) == trained[0].cascade
+    assert [r["stage"] for r in longer.stages] == list(range(6))

@@ -18,7 +18,9 @@ Everything random is drawn from generators seeded by ``(seed, stage, purpose)``,
 and the state is checkpointed atomically after every stage and every
 ``checkpoint_every_s`` seconds within one (mid-search and mid-boosting): a run
 killed at any moment and started again ends with the same cascade as an
-uninterrupted run with the same seed.
+uninterrupted run with the same seed. A finished run can be resumed with more stages,
+a lower false-alarm target or a larger stage cap (:data:`EXTENDABLE`): it keeps the
+stages it has and trains on from there.
 
 This module holds the run (its state, checkpoints and the loop over stages);
 :mod:`vj.training_steps` the steps of one stage, :mod:`vj.training_config` the
@@ -50,6 +52,11 @@ __all__ = ["CHECKPOINT_NAME", "TrainingConfig", "TrainingResult", "cascade_from_
            "train_cascade"]
 
 CHECKPOINT_NAME = "checkpoint.npz"
+
+#: Settings a checkpoint may be resumed with changed, as ``opencv_traincascade`` allows:
+#: they decide only how far training goes and how large stages still to come may grow,
+#: so the stages already trained stay valid (e.g. resume with more stages).
+EXTENDABLE = frozenset({"n_stages", "target_false_alarm", "max_weak", "checkpoint_every_s"})
 
 
 @dataclass
@@ -179,9 +186,9 @@ class _Run:
             return False
         meta, arrays = load_checkpoint(self.path)
         saved = TrainingConfig.from_dict(meta["config"])
-        if saved != self.config:
-            diff = {k: (v, getattr(self.config, k)) for k, v in asdict(saved).items()
-                    if v != getattr(self.config, k)}
+        diff = {k: (v, getattr(self.config, k)) for k, v in asdict(saved).items()
+                if v != getattr(self.config, k)}
+        if set(diff) - EXTENDABLE:
             raise ValueError(f"checkpoint {self.path} was made with other settings "
                              f"(saved, now): {diff}; use a new output folder or start fresh")
         if meta["fingerprint"] != self.fingerprint:
@@ -195,7 +202,8 @@ class _Run:
                     if k.startswith(f"stage{s}_")}
             self.stages.append((trees_from_arrays(part), float(np.float32(thr))))
         self.rows = meta["rows"]
-        self.stop_reason = meta["stop_reason"]
+        # More stages, a lower target or a larger stage cap: the goal is checked again.
+        self.stop_reason = "" if diff else meta["stop_reason"]
         m = meta["mining"]
         if m is not None:
             p = arrays["mining_patches"]
