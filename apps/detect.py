@@ -84,7 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"built-in name ({', '.join(sorted(vj.BUILTIN))}), an OpenCV Haar XML "
                    f"or an own model file (default: {DEFAULT_CASCADE})")
     p.add_argument("--scale-factor", type=float, default=1.1)
-    p.add_argument("--min-neighbors", type=int, default=3)
+    p.add_argument("--min-neighbors", type=int, default=None,
+                   help="overlapping windows a face needs (default: 3; with --verify, the "
+                   "pipeline's own: 1, chosen on real photographs)")
     p.add_argument("--min-size", type=parse_size, default=None, metavar="N|WxH")
     p.add_argument("--max-size", type=parse_size, default=None, metavar="N|WxH")
     p.add_argument("--draw", metavar="DIR", help="also write annotated copies here")
@@ -122,6 +124,17 @@ def _report_errors(records: list[dict]) -> None:
             tqdm.write(f"vj-detect: {r['image']}: {r['warning']}", file=sys.stderr)
 
 
+def _min_neighbors(args: argparse.Namespace) -> int:
+    """``--min-neighbors``, or the default of the cascade alone or of the verified pipeline."""
+    if args.min_neighbors is not None:
+        return args.min_neighbors
+    if args.verify:
+        from vj_dynamic.face.pipeline import MIN_NEIGHBORS
+
+        return MIN_NEIGHBORS
+    return 3
+
+
 def main(argv: list[str] | None = None) -> int:
     p = build_parser()
     args = p.parse_args(argv)
@@ -131,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     # while the run is unfinished (so that --resume can continue it).
     stream = args.jsonl or f"{args.json}.partial.jsonl"
     try:
-        settings = DetectionSettings(args.scale_factor, args.min_neighbors, args.min_size,
+        settings = DetectionSettings(args.scale_factor, _min_neighbors(args), args.min_size,
                                      args.max_size)
         cascade = _cascade(args.cascade)
         with warnings.catch_warnings():

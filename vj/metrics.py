@@ -246,6 +246,7 @@ def plot_detection_rate(
     for m in marks:
         ax.axvline(m, color="0.8", lw=0.8, zorder=0)
     ax.set_xscale("symlog", linthresh=10)
+    ax.set_xlim(left=0)
     ax.set_xlabel("false positives")
     ax.set_ylabel("detection rate")
     ax.set_ylim(0, 1)

@@ -39,7 +39,9 @@ class Settings:
     """Detection parameters and run limits, as given on the command line."""
 
     scale_factor: float = 1.1
-    min_neighbors: int = 3
+    #: None: each detector's own default (3 for the cascade alone, the verified
+    #: pipeline's :data:`vj_dynamic.face.pipeline.MIN_NEIGHBORS`).
+    min_neighbors: int | None = None
     min_size: int = 40
     max_frames: int | None = None
     snapshot_dir: Path = field(default_factory=Path.cwd)
@@ -93,9 +95,10 @@ class _Loop:
         """Detect on ``frame``, annotate it, write outputs and update the window."""
         s = self.settings
         detector = self.detectors.active
+        neighbours = {} if s.min_neighbors is None else {"min_neighbors": s.min_neighbors}
         boxes, scores = detector.detect(
-            frame, scale_factor=s.scale_factor, min_neighbors=s.min_neighbors,
-            min_size=s.min_size, return_scores=True,
+            frame, scale_factor=s.scale_factor, min_size=s.min_size, return_scores=True,
+            **neighbours,
         )
         boxes = np.asarray(boxes).reshape(-1, 4)
         scores = np.asarray(scores, np.float64).reshape(-1)
