@@ -10,9 +10,10 @@ protocol (:mod:`vj.photo_scores`):
 * a detection matches a face when its centre lies within half the face's larger side
   of the face's centre and its size is 0.5-3x that side (``vj.metrics``' ``"centre"``
   rule: WIDER's boxes are tight, brow to chin);
-* detections are ranked by score: for a cascade alone its neighbour count (grouped at
-  ``min_neighbors`` 1 unless the spec says otherwise), for the verified pipeline its
-  face evidence;
+* detections are ranked by score: for a cascade alone (grouped at ``min_neighbors`` 1
+  unless the spec says otherwise) how far its best window cleared the last stages
+  (``CascadeDetector.detect``'s score; ``,score=neighbors`` ranks by neighbour count,
+  as OpenCV's ``detectMultiScale2``), for the verified pipeline its face evidence;
 * the detection rate is read at 50 / 100 / 200 / 500 / 1,000 false positives over the
   whole set; recall is broken down by brightness, contrast and size terciles of the
   face box and by WIDER's blur / illumination / occlusion codes, with all detections

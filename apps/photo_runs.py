@@ -24,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from vj.detector import GROUP_EPS, clip_boxes
-from vj.grouping import group_rectangles
+from vj.detector import GROUP_EPS, SCORE_STAGES, SCORES, clip_boxes
+from vj.grouping import group_max, group_rectangles
 from vj.models import resolve
 
 __all__ = ["RUN_VERSION", "DetectorSpec", "detections", "parse_spec", "run_windows"]
@@ -42,8 +42,8 @@ class DetectorSpec:
     Attributes
     ----------
     kind : {"cascade", "verified"}
-        The cascade alone (scores: neighbour counts) or the verified pipeline
-        (scores: face evidence).
+        The cascade alone (scores: stage margins, as ``CascadeDetector.detect``'s) or
+        the verified pipeline (scores: face evidence).
     cascade : str
         Built-in name or path of the cascade.
     stages : int or None
@@ -56,6 +56,9 @@ class DetectorSpec:
         Verified only: folder of the verifier weights (``None``: the shipped ones).
     name : str
         Label in tables and plots.
+    score : {"margin", "neighbors"}
+        Cascade only: rank by stage margins or by neighbour counts (OpenCV's
+        ``detectMultiScale2``), as ``CascadeDetector.detect``'s ``score``.
     """
 
     kind: str
@@ -65,13 +68,15 @@ class DetectorSpec:
     accept: float = 0.5
     models: str | None = None
     name: str = ""
+    score: str = "margin"
 
 
 def parse_spec(text: str, *, cascade_neighbors: int = 1, verified_neighbors: int = 3,
                models: str | None = None) -> DetectorSpec:
-    """``[verified:]CASCADE[@STAGES][,mn=N][,accept=P][,models=DIR][,name=TEXT]``.
+    """``[verified:]CASCADE[@STAGES][,mn=N][,accept=P][,models=DIR][,score=S][,name=TEXT]``.
 
-    Examples: ``opencv:alt``, ``frontalface@16,mn=0``, ``verified:frontalface@8,mn=1``.
+    Examples: ``opencv:alt``, ``opencv:alt,score=neighbors``, ``frontalface@16,mn=0``,
+    ``verified:frontalface@8,mn=1``.
 
     Raises
     ------
@@ -86,12 +91,12 @@ def parse_spec(text: str, *, cascade_neighbors: int = 1, verified_neighbors: int
     if not cascade:
         raise ValueError(f"detector spec {text!r} names no cascade")
     values = {"mn": str(cascade_neighbors if kind == "cascade" else verified_neighbors),
-              "accept": "0.5", "models": models, "name": ""}
+              "accept": "0.5", "models": models, "name": "", "score": "margin"}
     for opt in options:
         key, eq, value = opt.partition("=")
         if not eq or key not in values:
             raise ValueError(f"detector spec {text!r}: unknown option {opt!r} "
-                             "(options: mn=N, accept=P, models=DIR, name=TEXT)")
+                             "(options: mn=N, accept=P, models=DIR, score=S, name=TEXT)")
         values[key] = value
     try:
         n_stages = int(stages) if stages else None
@@ -103,9 +108,12 @@ def parse_spec(text: str, *, cascade_neighbors: int = 1, verified_neighbors: int
         raise ValueError(f"detector spec {text!r}: need stages >= 1, mn >= 0, 0 <= accept < 1")
     if kind == "cascade" and (values["models"] is not None and values["models"] != models):
         raise ValueError(f"detector spec {text!r}: models= applies to verified detectors only")
+    if values["score"] not in SCORES or (kind == "verified" and values["score"] != "margin"):
+        raise ValueError(f"detector spec {text!r}: score= is one of {', '.join(SCORES)}, "
+                         "for a cascade alone")
     name = values["name"] or text
     return DetectorSpec(kind, cascade, n_stages, mn, accept,
-                        values["models"] if kind == "verified" else None, name)
+                        values["models"] if kind == "verified" else None, name, values["score"])
 
 
 def _file_digest(paths: Sequence[Path]) -> str:
@@ -133,6 +141,8 @@ def run_key(spec: DetectorSpec, scale_factor: float, min_size: int | None) -> st
              "scale_factor": scale_factor, "min_size": min_size}
     if spec.kind == "verified":
         parts["verifier"] = _file_digest(_verifier_files(spec.models))
+    else:
+        parts["score_stages"] = SCORE_STAGES
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:20]
 
 
@@ -181,7 +191,9 @@ def _scan_chunk(spec: DetectorSpec, paths: list[str], scale_factor: float,
         gray = read_gray(path)
         t0 = time.perf_counter()
         if spec.kind == "cascade":
-            item = {"windows": det.candidates(gray, scale_factor, min_size)}
+            k = min(SCORE_STAGES, det.cascade.n_stages)
+            windows, margins = det.candidates(gray, scale_factor, min_size, margin_stages=k)
+            item = {"windows": windows, "margin": margins.sum(axis=1)}
         else:
             w, p, s = det.judge(gray, scale_factor, min_size)
             item = {"windows": w, "probability": p.astype(np.float32),
@@ -274,8 +286,12 @@ def detections(spec: DetectorSpec, runs: Sequence[dict]) -> list[tuple[np.ndarra
     for item in runs:
         windows, shape = item["windows"], tuple(item["shape"])
         if spec.kind == "cascade":
-            boxes, counts = group_rectangles(windows, spec.min_neighbors, GROUP_EPS)
-            boxes, scores = clip_boxes(boxes, counts.astype(np.float64), shape)
+            # The score of CascadeDetector.detect: the best window's summed margins.
+            boxes, counts, labels = group_rectangles(windows, spec.min_neighbors, GROUP_EPS,
+                                                     return_labels=True)
+            scores = (group_max(labels, len(boxes), item["margin"]) if spec.score == "margin"
+                      else counts.astype(np.float64))
+            boxes, scores = clip_boxes(boxes, scores, shape)
         else:
             from vj_dynamic.face.pipeline import group_windows
 

@@ -366,6 +366,21 @@ def naive_cascade_at(cascade, sums, sqsums, tilted, x: int, y: int) -> int:
     ``sums``/``sqsums``/``tilted`` are that level's int64 tables. Arithmetic is
     OpenCV's: float32 feature values, float64 stage sums.
     """
+    value = naive_window_values(cascade, sums, sqsums, tilted, x, y)
+    return -1 if value is None else naive_stages_passed(cascade, value)
+
+
+def naive_margins_at(cascade, sums, sqsums, tilted, x: int, y: int) -> list[float] | None:
+    """Every stage's full sum minus its threshold at (x, y) (None: low variance)."""
+    value = naive_window_values(cascade, sums, sqsums, tilted, x, y)
+    if value is None:
+        return None
+    return [total - float(cascade.effective_stage_threshold[s])
+            for s, total in enumerate(naive_stage_sums(cascade, value))]
+
+
+def naive_window_values(cascade, sums, sqsums, tilted, x: int, y: int):
+    """``value(feature_index) -> float32`` at (x, y) of a level, or None (low variance)."""
     ww, wh = cascade.window
     nw, nh = ww - 2, wh - 2
 
@@ -377,10 +392,10 @@ def naive_cascade_at(cascade, sums, sqsums, tilted, x: int, y: int) -> int:
     area = float(nw * nh)
     nf = area * vsq - float(vs) * vs
     if nf <= 0:
-        return -1
+        return None
     fac = np.float32(1.0 / np.sqrt(nf))
     if area * float(fac) >= 0.1:
-        return -1
+        return None
     f = cascade.features
 
     def value(fi):
@@ -398,7 +413,7 @@ def naive_cascade_at(cascade, sums, sqsums, tilted, x: int, y: int) -> int:
             acc = np.float32(acc + np.float32(f.weights[fi, k] * np.float32(s)))
         return np.float32(acc * fac)
 
-    return naive_stages_passed(cascade, value)
+    return value
 
 
 def naive_leaf_index(bins: np.ndarray, feature_row, split_bin, left, right) -> np.ndarray:
@@ -421,6 +436,14 @@ def naive_stages_passed(cascade, value) -> int:
     OpenCV's stage logic: walk each tree, add its leaf (float64 sum), stop at the
     first stage whose sum is below its threshold.
     """
+    for s, total in enumerate(naive_stage_sums(cascade, value)):
+        if total < float(cascade.effective_stage_threshold[s]):
+            return s
+    return cascade.n_stages
+
+
+def naive_stage_sums(cascade, value):
+    """Each stage's sum in turn (a generator: a caller may stop at a failed stage)."""
     node = leaf = tree = 0
     for s in range(cascade.n_stages):
         total = 0.0
@@ -437,6 +460,4 @@ def naive_stages_passed(cascade, value) -> int:
             node += int(cascade.tree_nodes[tree])
             leaf += int(cascade.tree_nodes[tree]) + 1
             tree += 1
-        if total < float(cascade.effective_stage_threshold[s]):
-            return s
-    return cascade.n_stages
+        yield total

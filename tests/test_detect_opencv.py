@@ -90,11 +90,11 @@ def test_options_match_opencv(kwargs, sample_images):
         ), key
 
 
-def test_scores_are_opencv_neighbour_counts(sample_images):
+def test_neighbor_scores_are_opencv_neighbour_counts(sample_images):
     det = vj.load("opencv:default")
     ref = cv2.CascadeClassifier(str(resolve("opencv:default")))
     img = sample_images["astronaut"]
-    boxes, scores = det.detect(img, return_scores=True)
+    boxes, scores = det.detect(img, return_scores=True, score="neighbors")
     theirs, counts = ref.detectMultiScale2(img, 1.1, 3)
     ours = {tuple(b): s for b, s in zip(boxes.tolist(), scores.tolist(), strict=True)}
     cv = {tuple(b): c for b, c in zip(np.asarray(theirs).tolist(), counts.tolist(), strict=True)}
@@ -117,3 +117,24 @@ def test_color_input_matches_gray(sample_images):
     # A non-contiguous view (every other column) is handled, not rejected.
     view = bgr[:, ::2]
     assert _as_set(det.detect(view)) == _as_set(ref.detectMultiScale(np.ascontiguousarray(view)))
+
+
+def test_margin_scores_are_the_best_window_of_each_group(sample_images):
+    """Same boxes whatever the score; a box scores its best raw window's summed margins."""
+    det = vj.load("opencv:default")
+    img = sample_images["astronaut"]
+    boxes, scores = det.detect(img, return_scores=True)
+    np.testing.assert_array_equal(boxes, det.detect(img, return_scores=True,
+                                                    score="neighbors")[0])
+    assert scores.dtype == np.float32 and len(boxes) >= 1
+    raw, margins = det.candidates(vj.detector.to_gray(img), 1.1,
+                                  margin_stages=vj.detector.SCORE_STAGES)
+    _, _, labels = vj.grouping.group_rectangles(raw, 3, 0.2, return_labels=True)
+    per_window = margins.sum(axis=1)
+    for g in range(len(boxes)):
+        assert scores[g] == np.float32(per_window[labels == g].max())
+    # Every raw window scored on its own with min_neighbors 0.
+    _, alone = det.detect(img, min_neighbors=0, return_scores=True)
+    np.testing.assert_allclose(np.sort(alone), np.sort(per_window.astype(np.float32)))
+    with pytest.raises(ValueError, match="score"):
+        det.detect(img, return_scores=True, score="levels")

@@ -41,10 +41,31 @@ def test_parse_spec():
     assert (v.kind, v.cascade, v.stages, v.min_neighbors, v.accept, v.name) == (
         "verified", "frontalface", 8, 2, 0.3, "v8")
     assert parse_spec("verified:frontalface", verified_neighbors=4).min_neighbors == 4
+    assert parse_spec("opencv:alt").score == "margin"
+    assert parse_spec("opencv:alt,score=neighbors").score == "neighbors"
     for bad in ("opencv:alt,foo=1", "frontalface@x", "verified:@3", "frontalface,mn=-1",
-                "verified:frontalface,accept=1.5"):
+                "verified:frontalface,accept=1.5", "opencv:alt,score=levels",
+                "verified:frontalface,score=neighbors"):
         with pytest.raises(ValueError, match="spec"):
             parse_spec(bad)
+
+
+@pytest.mark.parametrize("score", ["margin", "neighbors"])
+def test_cascade_run_groups_as_detect(photo_root, tmp_path, score):
+    """Cached windows grouped later give the cascade's own boxes and scores."""
+    import vj
+
+    photos = read_photo_set(photo_root)
+    paths = [p.path for p in photos.photos]
+    spec = parse_spec(f"opencv:default,mn=2,score={score}")
+    runs = run_windows(spec, photo_root, paths, tmp_path, workers=1)
+    assert sorted(runs[0]) == ["margin", "ms", "shape", "windows"]
+    det = vj.load("opencv:default")
+    for path, (boxes, scores) in zip(paths, detections(spec, runs), strict=True):
+        want_boxes, want_scores = det.detect(cv2.imread(str(path), cv2.IMREAD_GRAYSCALE),
+                                             1.1, 2, return_scores=True, score=score)
+        np.testing.assert_array_equal(boxes, want_boxes)
+        np.testing.assert_allclose(scores, want_scores, rtol=1e-6)
 
 
 def test_verified_run_groups_as_detect(photo_root, tmp_path):

@@ -95,3 +95,13 @@ def test_group_labels_name_each_rectangles_group():
             mean = np.rint(members.sum(0).astype(np.float32)
                            * (np.float32(1) / np.float32(len(members))))
             np.testing.assert_array_equal(boxes[g], mean.astype(np.int32))
+
+
+def test_group_max_takes_the_best_member():
+    from vj.grouping import group_max
+
+    labels = np.array([0, 2, 0, -1, 2, 2])
+    values = np.array([1.0, -3.0, 4.0, 99.0, -1.0, -2.0])
+    np.testing.assert_array_equal(group_max(labels, 4, values), [4.0, -np.inf, -1.0, -np.inf])
+    with pytest.raises(ValueError, match="same length"):
+        group_max(labels, 3, values[:2])

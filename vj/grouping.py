@@ -11,7 +11,7 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
-__all__ = ["group_rectangles", "partition_similar"]
+__all__ = ["group_max", "group_rectangles", "partition_similar"]
 
 
 @nb.njit(cache=True, nogil=True)
@@ -167,3 +167,30 @@ def group_rectangles(
                                    float(eps))
     out = boxes.astype(np.int32), counts.astype(np.int32)
     return (*out, labels) if return_labels else out
+
+
+def group_max(labels: np.ndarray, n_groups: int, values: np.ndarray) -> np.ndarray:
+    """The largest of ``values`` over each group's members.
+
+    Parameters
+    ----------
+    labels : (N,) int ndarray
+        Group of each member (:func:`group_rectangles` with ``return_labels``); -1:
+        none.
+    n_groups : int
+    values : (N,) ndarray
+
+    Returns
+    -------
+    (n_groups,) float64 ndarray
+        ``-inf`` for a group without members.
+    """
+    labels = np.asarray(labels, np.int64).reshape(-1)
+    values = np.asarray(values, np.float64).reshape(-1)
+    if labels.shape != values.shape:
+        raise ValueError(f"labels and values must have the same length, got {labels.size} "
+                         f"and {values.size}")
+    out = np.full(int(n_groups), -np.inf)
+    kept = labels >= 0
+    np.maximum.at(out, labels[kept], values[kept])
+    return out
