@@ -134,6 +134,22 @@ def test_save_load_round_trip(random_verifier, crops, tmp_path):
     random_verifier.skipnet.gate_threshold = 0.5
 
 
+@pytest.mark.parametrize("gate_norm", [False, True])
+def test_load_reads_either_gate_kind(crops, tmp_path, gate_norm):
+    """Gates with and without input standardisation load from their files alike."""
+    torch.manual_seed(0)
+    skipnet = skipnet_verifier(gate_norm=gate_norm)
+    skipnet.train()
+    skipnet(torch.randn(8, 1, CROP_SIZE, CROP_SIZE))  # running statistics move off 0 / 1
+    v = FaceVerifier(TinyFaceNet(), skipnet.eval(), 0.9)
+    v.save(tmp_path)
+    loaded = load_face_verifier(tmp_path)
+    keys = loaded.skipnet.state_dict()
+    assert any(k.startswith("gates.norms.") for k in keys) == gate_norm
+    np.testing.assert_allclose(loaded.verify(crops).face_probability,
+                               v.verify(crops).face_probability, rtol=1e-5, atol=1e-6)
+
+
 def test_load_reports_missing_and_mismatched_files(random_verifier, tmp_path):
     with pytest.raises(FileNotFoundError, match="verifier_tiny.pt"):
         load_face_verifier(tmp_path)

@@ -343,6 +343,11 @@ def load_face_verifier(folder: str | Path | None = None, *, dynamic: bool = True
             f"this code cuts {[CROP_SIZE, CROP_MARGIN]}"
         )
     tiny = load_weights(TinyFaceNet(), folder / WEIGHT_FILES["tiny"])
-    skipnet = load_weights(skipnet_verifier(), folder / WEIGHT_FILES["skipnet"]).eval()
+    path = folder / WEIGHT_FILES["skipnet"]
+    # Gates that standardise their inputs (``gate_norm``) keep running statistics;
+    # weights from before they were used have none.
+    names = torch.load(path, map_location="cpu", weights_only=True).keys()
+    gate_norm = any(k.startswith("gates.norms.") for k in names)
+    skipnet = load_weights(skipnet_verifier(gate_norm=gate_norm), path).eval()
     skipnet.gate_threshold = float(settings.gate_threshold)
     return FaceVerifier(tiny, skipnet, float(settings.idk_threshold), dynamic=dynamic)
