@@ -78,6 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=int, default=7)
     p.add_argument("--only", choices=("crops", "detection", "timing"), action="append",
                    help="run only these measurements (repeatable)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="PyTorch threads of the verifiers (default 1; 0: PyTorch's own "
+                        "default, all cores, as vj-webcam and vj-detect run)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", default=None, metavar="OUT", help="write all numbers here")
     return p
@@ -301,7 +304,11 @@ def _print_report(result: dict[str, Any]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    torch.set_num_threads(1)
+    if args.threads < 0:
+        print("eval_verifier: --threads must be >= 0", file=sys.stderr)
+        return 2
+    if args.threads:
+        torch.set_num_threads(args.threads)
     only = set(args.only or ("crops", "detection", "timing"))
     try:
         verifier = load_face_verifier(args.models)

@@ -62,7 +62,7 @@ class VerifierTrainConfig:
     dense_epochs, gate_epochs, rl_epochs : int
         SkipNet phases: dense ResNet, supervised gates, hybrid RL.
     skipnet_lr : float
-        Peak SGD learning rate of the dense phase (later phases use a fifth).
+        Peak AdamW learning rate of the dense phase (later phases use a fifth).
     rl_alpha : float
         Reward for skipping every block, against the classification loss. The hybrid
         RL prices each skipped block by its FLOPs and normalises the advantages, so
