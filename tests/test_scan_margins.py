@@ -84,3 +84,12 @@ def test_margin_stages_is_checked():
         det.candidates(img, margin_stages=1.5)
     boxes, margins = det.candidates(np.zeros((10, 10), np.uint8), margin_stages=2)
     assert boxes.shape == (0, 4) and margins.shape == (0, 2)
+
+
+@pytest.mark.parametrize("scan", ["image", "features"])
+def test_every_accepted_window_clears_every_stage(sample_images, scan):
+    """Full stage sums agree with the early-stopping scan: no accepted window falls short."""
+    det = vj.load("frontalface")
+    gray = vj.detector.to_gray(sample_images["astronaut"])
+    boxes, margins = det.candidates(gray, 1.2, scan=scan, margin_stages=det.cascade.n_stages)
+    assert len(boxes) > 0 and (margins >= 0).all()
