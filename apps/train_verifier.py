@@ -106,7 +106,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="relative accuracy the IDK cascade may give up against the SkipNet "
                    f"on the tuning crops (default: {VerifierTrainConfig.idk_eps})")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=1, help="torch threads (default: 1)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch threads (default: 1; with 2, PyTorch 2.13.0's backward pass "
+                        "crashed in the second round, see data/verifier.md)")
     return p
 
 
