@@ -16,18 +16,22 @@ ALT = vj.load_cascade("opencv:alt").truncated(3)        # stumps, tilted feature
 ALT2 = vj.load_cascade("opencv:alt2").truncated(2)      # depth-2 trees
 
 
-def _naive_candidates(cascade, img, scale_factor):
-    """OpenCV's scan loop in plain Python over the same pyramid."""
+def naive_levels(cascade, img, scale_factor):
+    """Each level of the detector's pyramid: scale, size, step and plain integral tables."""
     h, w = img.shape
-    ww, wh = cascade.window
     layout = pyramid_layout((w, h), opencv_scales((w, h), cascade.window, scale_factor))
-    out = []
     for lv, sc in enumerate(layout.scales):
         lw, lh = (int(v) for v in layout.sizes[lv])
         level = cv2.resize(img, (lw, lh), fx=1 / float(sc), fy=1 / float(sc),
                            interpolation=cv2.INTER_LINEAR_EXACT)
-        s, sq, t = naive_integrals(level)
-        step = int(layout.ysteps[lv])
+        yield sc, lw, lh, int(layout.ysteps[lv]), naive_integrals(level)
+
+
+def _naive_candidates(cascade, img, scale_factor):
+    """OpenCV's scan loop in plain Python over the same pyramid."""
+    ww, wh = cascade.window
+    out = []
+    for sc, lw, lh, step, (s, sq, t) in naive_levels(cascade, img, scale_factor):
         for y in range(0, max(lh + 1 - wh, 0), step):
             x = 0
             while x < lw + 1 - ww:

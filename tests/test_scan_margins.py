@@ -1,29 +1,20 @@
 """Stage margins of accepted windows (vj.scan_margins) against plain per-window evaluation."""
 
-import cv2
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from reference import naive_integrals, naive_margins_at
-from test_scan import ALT, ALT2, blobby_images
+from reference import naive_margins_at
+from test_scan import ALT, ALT2, blobby_images, naive_levels
 
 import vj
-from vj.pyramid import opencv_scales, pyramid_layout
 
 
 def _naive_margins(cascade, img, scale_factor):
     """{box: margins of every stage} for each window that passes, by plain evaluation."""
-    h, w = img.shape
     ww, wh = cascade.window
-    layout = pyramid_layout((w, h), opencv_scales((w, h), cascade.window, scale_factor))
     out = {}
-    for lv, sc in enumerate(layout.scales):
-        lw, lh = (int(v) for v in layout.sizes[lv])
-        level = cv2.resize(img, (lw, lh), fx=1 / float(sc), fy=1 / float(sc),
-                           interpolation=cv2.INTER_LINEAR_EXACT)
-        s, sq, t = naive_integrals(level)
-        step = int(layout.ysteps[lv])
+    for sc, lw, lh, step, (s, sq, t) in naive_levels(cascade, img, scale_factor):
         for y in range(0, max(lh + 1 - wh, 0), step):
             x = 0
             while x < lw + 1 - ww:
