@@ -95,19 +95,24 @@ def test_file_pool_mines_the_same_negatives(local, pool, file_pool, cluster):
 
 
 def test_a_killed_worker_changes_nothing(local, pool, cluster):
+    """Kill every worker holding the pool once Dask has dropped spare copies of it."""
     cascade = local.cascade.truncated(3)
     a, sa, _ = mine_negatives(pool, cascade, 150, seed=2, stage=3, workers=1)
     pids = cluster.run(os.getpid)
+    jobs = ClusterJobs(cluster, pool, jobs_per_task=1)
     killed = []
 
-    def kill_one(state):
+    def kill_holders(state):
         if not killed:
-            victim = next(iter(pids))
-            os.kill(pids[victim], signal.SIGKILL)
-            killed.append(victim)
+            cluster.amm.run_once()  # what the memory manager does every few seconds
+            holders = cluster.who_has([jobs._pool])[jobs._pool.key]
+            assert holders
+            for worker in holders:
+                os.kill(pids[worker], signal.SIGKILL)
+            killed.extend(holders)
 
-    jobs = ClusterJobs(cluster, pool, jobs_per_task=1)
-    b, sb, _ = mine_negatives(pool, cascade, 150, seed=2, stage=3, jobs=jobs, progress=kill_one)
+    b, sb, _ = mine_negatives(pool, cascade, 150, seed=2, stage=3, jobs=jobs,
+                              progress=kill_holders)
     assert killed
     np.testing.assert_array_equal(a, b)
     assert (sa.next_job, sa.windows) == (sb.next_job, sb.windows)

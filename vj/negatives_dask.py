@@ -7,15 +7,19 @@ as one process with the same seed.
 
 What travels:
 
-* the background pool once per worker: its file paths and image sizes when the
+* the background pool once per worker (a task's result, fetched by the workers
+  that need it): its file paths and image sizes when the
   images are files (each worker reads an image the first time a job needs it, and
   checks its size), else the pixels;
 * per stage, the cascade so far and the stage's search settings, once per worker;
 * per task, a few consecutive job numbers; back, the windows those jobs keep.
 
 Tasks are pure functions of the job number, so a task that Dask reruns after a
-worker died returns the same windows. One batch of jobs is submitted ahead, so the
-workers do not wait while this process merges results.
+worker died returns the same windows. The pool and the stage settings reach the
+workers as results of tasks, not as scattered data: Dask drops spare copies of
+data it holds more than once, and scattered data whose last copy was on a worker
+that died is gone, while a task's result is computed again. One batch of jobs
+is submitted ahead, so the workers do not wait while this process merges results.
 
 Imported only when a cluster is used; needs the ``dask`` extra (``distributed``).
 """
@@ -25,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import time
 import uuid
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -98,6 +103,19 @@ def _remember(cache: dict[str, Any], key: str, value: Any) -> Any:
     return value
 
 
+def _hold(value: Any) -> Any:
+    """A task returning its argument: data the scheduler can compute again if lost."""
+    return value
+
+
+def _share(client: Client, value: Any) -> Future:
+    """``value`` on the cluster as a task's result (see the module docstring)."""
+    with warnings.catch_warnings():
+        # A pool of pixels is large; it travels once either way.
+        warnings.filterwarnings("ignore", message="Sending large graph")
+        return client.submit(_hold, value, pure=False)
+
+
 def _scan_jobs(pool_key: str, pool_source: BackgroundPool | _PoolFiles, scan_key: str,
                scan_args: tuple, jobs: range) -> tuple[list[tuple[np.ndarray, int, int]], float]:
     """Run scan jobs in a worker: ``(windows, n_scanned, n_accepted)`` per job, and seconds."""
@@ -149,9 +167,7 @@ class ClusterJobs:
         self.jobs_per_task = int(jobs_per_task or JOBS_PER_TASK)
         files = all(Path(p).is_file() for p in pool.paths)
         self._pool_key = uuid.uuid4().hex
-        # A list of one: scatter sends each element of a sequence on its own.
-        self._pool = client.scatter([_PoolFiles(pool) if files else pool], broadcast=True,
-                                    hash=False)[0]
+        self._pool = _share(client, _PoolFiles(pool) if files else pool)
         self.threads = max(1, sum(client.nthreads().values()))
 
     @property
@@ -173,9 +189,8 @@ class ClusterJobs:
     @contextlib.contextmanager
     def scanning(self, scan: _JobScanner) -> Iterator[Callable[[range], Iterable]]:
         """A function mapping ``scan`` over job ranges on the cluster, results in order."""
-        args = self.client.scatter([(scan.cascade, scan.seed, scan.stage, scan.per_job,
-                                     scan.n_needed, scan.acceptance_hint)], broadcast=True,
-                                   hash=False)[0]
+        args = _share(self.client, (scan.cascade, scan.seed, scan.stage, scan.per_job,
+                                    scan.n_needed, scan.acceptance_hint))
         stream = _JobStream(self, uuid.uuid4().hex, args, 2 * scan.n_jobs)
         try:
             yield stream.run
