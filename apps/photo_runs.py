@@ -59,6 +59,9 @@ class DetectorSpec:
     score : {"margin", "neighbors"}
         Cascade only: rank by stage margins or by neighbour counts (OpenCV's
         ``detectMultiScale2``), as ``CascadeDetector.detect``'s ``score``.
+    step : int or None
+        Smallest window step of the scan (``CascadeDetector``'s ``min_step``;
+        ``None``: 1 for a cascade, the pipeline's default for the verified detector).
     """
 
     kind: str
@@ -69,14 +72,25 @@ class DetectorSpec:
     models: str | None = None
     name: str = ""
     score: str = "margin"
+    step: int | None = None
+
+    def scan_step(self) -> int:
+        """The window step the scan uses."""
+        if self.step is not None:
+            return self.step
+        if self.kind == "cascade":
+            return 1
+        from vj_dynamic.face.pipeline import PROPOSER_STEP
+
+        return PROPOSER_STEP
 
 
 def parse_spec(text: str, *, cascade_neighbors: int = 1, verified_neighbors: int = 3,
                models: str | None = None) -> DetectorSpec:
-    """``[verified:]CASCADE[@STAGES][,mn=N][,accept=P][,models=DIR][,score=S][,name=TEXT]``.
+    """``[verified:]CASCADE[@STAGES][,mn=N][,accept=P][,models=DIR][,score=S][,step=K][,name=TEXT]``.
 
     Examples: ``opencv:alt``, ``opencv:alt,score=neighbors``, ``frontalface@16,mn=0``,
-    ``verified:frontalface@8,mn=1``.
+    ``verified:frontalface@8,mn=1``, ``verified:frontalface,step=1``.
 
     Raises
     ------
@@ -91,21 +105,25 @@ def parse_spec(text: str, *, cascade_neighbors: int = 1, verified_neighbors: int
     if not cascade:
         raise ValueError(f"detector spec {text!r} names no cascade")
     values = {"mn": str(cascade_neighbors if kind == "cascade" else verified_neighbors),
-              "accept": "0.5", "models": models, "name": "", "score": "margin"}
+              "accept": "0.5", "models": models, "name": "", "score": "margin", "step": None}
     for opt in options:
         key, eq, value = opt.partition("=")
         if not eq or key not in values:
             raise ValueError(f"detector spec {text!r}: unknown option {opt!r} "
-                             "(options: mn=N, accept=P, models=DIR, score=S, name=TEXT)")
+                             "(options: mn=N, accept=P, models=DIR, score=S, step=K, "
+                             "name=TEXT)")
         values[key] = value
     try:
         n_stages = int(stages) if stages else None
         mn, accept = int(values["mn"]), float(values["accept"])
+        step = None if values["step"] is None else int(values["step"])
     except ValueError:
-        raise ValueError(f"detector spec {text!r}: stages and mn must be integers, "
+        raise ValueError(f"detector spec {text!r}: stages, mn and step must be integers, "
                          "accept a number") from None
-    if (n_stages is not None and n_stages < 1) or mn < 0 or not 0 <= accept < 1:
-        raise ValueError(f"detector spec {text!r}: need stages >= 1, mn >= 0, 0 <= accept < 1")
+    if ((n_stages is not None and n_stages < 1) or mn < 0 or not 0 <= accept < 1
+            or (step is not None and step < 1)):
+        raise ValueError(f"detector spec {text!r}: need stages >= 1, mn >= 0, 0 <= accept < 1, "
+                         "step >= 1")
     if kind == "cascade" and (values["models"] is not None and values["models"] != models):
         raise ValueError(f"detector spec {text!r}: models= applies to verified detectors only")
     if values["score"] not in SCORES or (kind == "verified" and values["score"] != "margin"):
@@ -113,7 +131,8 @@ def parse_spec(text: str, *, cascade_neighbors: int = 1, verified_neighbors: int
                          "for a cascade alone")
     name = values["name"] or text
     return DetectorSpec(kind, cascade, n_stages, mn, accept,
-                        values["models"] if kind == "verified" else None, name, values["score"])
+                        values["models"] if kind == "verified" else None, name, values["score"],
+                        step)
 
 
 def _file_digest(paths: Sequence[Path]) -> str:
@@ -138,7 +157,7 @@ def run_key(spec: DetectorSpec, scale_factor: float, min_size: int | None) -> st
     """The cache key of a spec's windows: model contents and every scan setting."""
     parts = {"version": RUN_VERSION, "kind": spec.kind, "stages": spec.stages,
              "cascade": _file_digest([resolve(spec.cascade)]),
-             "scale_factor": scale_factor, "min_size": min_size}
+             "scale_factor": scale_factor, "min_size": min_size, "step": spec.scan_step()}
     if spec.kind == "verified":
         parts["verifier"] = _file_digest(_verifier_files(spec.models))
     else:
@@ -158,7 +177,7 @@ def _init_worker() -> None:
 
 
 def _detector(spec: DetectorSpec):
-    key = (spec.kind, spec.cascade, spec.stages, spec.models)
+    key = (spec.kind, spec.cascade, spec.stages, spec.models, spec.scan_step())
     if key not in _DETECTORS:
         import vj
 
@@ -166,7 +185,7 @@ def _detector(spec: DetectorSpec):
             cascade = vj.load_cascade(spec.cascade)
             if spec.stages is not None:
                 cascade = cascade.truncated(min(spec.stages, cascade.n_stages))
-            _DETECTORS[key] = vj.CascadeDetector(cascade)
+            _DETECTORS[key] = vj.CascadeDetector(cascade, min_step=spec.scan_step())
         else:
             import torch
             from vj_dynamic.face.pipeline import VerifiedDetector
@@ -174,7 +193,7 @@ def _detector(spec: DetectorSpec):
 
             torch.set_num_threads(1)
             _DETECTORS[key] = VerifiedDetector(spec.cascade, load_face_verifier(spec.models),
-                                               stages=spec.stages)
+                                               stages=spec.stages, step=spec.scan_step())
     return _DETECTORS[key]
 
 

@@ -10,6 +10,7 @@ import pytest
 import torch
 from vj_dynamic.face.crops import extract_crops
 from vj_dynamic.face.pipeline import (
+    PROPOSER_STEP,
     VerifiedDetector,
     face_evidence,
     group_verified,
@@ -78,7 +79,8 @@ class SureWhenBright(FaceVerifier):
 def lenient(photo):
     cascade = vj.load_cascade(CASCADE)
     stages = lenient_stages(cascade)
-    raw = vj.CascadeDetector(cascade.truncated(stages)).candidates(photo, 1.2, 30)
+    raw = vj.CascadeDetector(cascade.truncated(stages), min_step=PROPOSER_STEP).candidates(
+        photo, 1.2, 30)
     return cascade, stages, raw
 
 
@@ -200,6 +202,15 @@ def test_rejecting_everything_finds_nothing_and_stats_add_up(photo, lenient):
     assert st.stages[0].flops is None and st.ms >= st.crop_ms >= 0
 
 
+def test_step_sets_the_proposers_window_step(photo, lenient):
+    cascade, stages, _ = lenient
+    dense = VerifiedDetector(cascade, constant_verifier(True), step=1, dedup_cell=1)
+    raw = vj.CascadeDetector(cascade.truncated(stages)).candidates(photo, 1.2, 30)
+    assert len(dense.detect(photo, 1.2, 0, 30)) == len(raw)
+    assert dense.proposer.min_step == 1 and "step 1" in repr(dense)
+    assert VerifiedDetector(cascade, constant_verifier(True)).proposer.min_step == PROPOSER_STEP
+
+
 def test_min_neighbors_zero_returns_verified_windows(photo, lenient):
     cascade, _, raw = lenient
     det = VerifiedDetector(cascade, constant_verifier(True), dedup_cell=1)
@@ -217,6 +228,9 @@ def test_bad_arguments(photo):
         VerifiedDetector(cascade, verifier, stages=cascade.n_stages + 1)
     with pytest.raises(ValueError, match="dedup_cell"):
         VerifiedDetector(cascade, verifier, dedup_cell=0)
+    for step in (0, 2.5, True):
+        with pytest.raises(ValueError, match="step"):
+            VerifiedDetector(cascade, verifier, step=step)
     with pytest.raises(ValueError, match="FaceVerifier"):
         VerifiedDetector(cascade, object())
     with pytest.raises(ValueError, match="cascade"):

@@ -32,7 +32,7 @@ def _scaled_rects(cascade, fi: int, s: float) -> list[tuple[int, int, int, int, 
     return rects
 
 
-def _naive_feature_candidates(cascade, img, scale_factor):
+def _naive_feature_candidates(cascade, img, scale_factor, min_step=1):
     """The scaled-feature scan in plain Python on one integral image."""
     h, w = img.shape
     ww, wh = cascade.window
@@ -50,7 +50,7 @@ def _naive_feature_candidates(cascade, img, scale_factor):
         nw, nh = int(np.rint((ww - 2) * s)), int(np.rint((wh - 2) * s))
         ext_x = max([bw, r + nw] + [x + rw for fr in feats.values() for (x, _, rw, _, _) in fr])
         ext_y = max([bh, r + nh] + [y + rh for fr in feats.values() for (_, y, _, rh, _) in fr])
-        step = max(1, int(round(FEATURE_STEP * s)))
+        step = max(1, int(round(max(FEATURE_STEP, min_step) * s)))
         area = float(nw * nh)
         for y in range(0, h - ext_y + 1, step):
             x = 0
@@ -97,6 +97,18 @@ def test_kernel_matches_plain_scaled_feature_scan(cascade):
         img = _blobby(seed)
         ours = det.candidates(img, scale_factor=1.25, scan="features")
         want = _naive_feature_candidates(cascade, img, 1.25)
+        assert sorted(map(tuple, ours.tolist())) == sorted(want), seed
+        hits += len(want)
+    assert hits > 0, "no window passed: the comparison would be vacuous"
+
+
+def test_min_step_in_the_feature_scan():
+    det = vj.CascadeDetector(ALT2, min_step=2)
+    hits = 0
+    for seed in range(4):
+        img = _blobby(seed)
+        ours = det.candidates(img, scale_factor=1.25, scan="features")
+        want = _naive_feature_candidates(ALT2, img, 1.25, min_step=2)
         assert sorted(map(tuple, ours.tolist())) == sorted(want), seed
         hits += len(want)
     assert hits > 0, "no window passed: the comparison would be vacuous"

@@ -93,7 +93,8 @@ class PyramidLayout:
     offsets : (L,) int64
         Flat index of each level's integral table origin in one channel.
     ysteps : (L,) int64
-        Window step (both directions) of each level: 2 below scale 2, else 1.
+        Window step (both directions) of each level, in level pixels: OpenCV's 2
+        below scale 2 and 1 from scale 2 on, or ``min_step`` where that is larger.
     stride : int
         Row length of the packed buffer.
     rows : int
@@ -115,8 +116,13 @@ class PyramidLayout:
         return int(self.scales.size)
 
 
-def pyramid_layout(image_size: tuple[int, int], scales: np.ndarray) -> PyramidLayout:
-    """Pack the levels' ``(h + 1, w + 1)`` tables in shelves, as OpenCV does."""
+def pyramid_layout(image_size: tuple[int, int], scales: np.ndarray,
+                   min_step: int = 1) -> PyramidLayout:
+    """Pack the levels' ``(h + 1, w + 1)`` tables in shelves, as OpenCV does.
+
+    Windows step as in OpenCV (see :class:`PyramidLayout`), but never by fewer than
+    ``min_step`` level pixels.
+    """
     iw, ih = image_size
     n = len(scales)
     sizes = np.zeros((n, 2), np.int64)
@@ -132,7 +138,7 @@ def pyramid_layout(image_size: tuple[int, int], scales: np.ndarray) -> PyramidLa
         w = _cv_round(np.float32(iw) / sc)
         h = _cv_round(np.float32(ih) / sc)
         sizes[i] = (w, h)
-        ysteps[i] = 1 if sc >= 2 else 2
+        ysteps[i] = max(1 if sc >= 2 else 2, min_step)
         if i == 0:
             layer_dy = h + 1
         if ofs_x + w + 1 > stride:

@@ -133,7 +133,7 @@ class _Scale:
 
 
 def _fit_scale(features, window: tuple[int, int], image_size: tuple[int, int],
-               s: np.floating) -> _Scale | None:
+               s: np.floating, min_step: int = 1) -> _Scale | None:
     """Scale ``s``'s features and windows, or None when no window fits the image."""
     w, h = image_size
     ww, wh = window
@@ -148,7 +148,7 @@ def _fit_scale(features, window: tuple[int, int], image_size: tuple[int, int],
     y1 = h - max(dy1, bh, r + nh)
     if x1 < x0 or y1 < y0 or nw <= 0 or nh <= 0:
         return None
-    step = max(1, int(round(FEATURE_STEP * float(s))))
+    step = max(1, int(round(max(FEATURE_STEP, min_step) * float(s))))
     return _Scale(s, sf, bw, bh, r, nw, nh, x0, x1, y0, y1, step)
 
 
@@ -189,15 +189,19 @@ class FeatureScanPlan:
 
     @classmethod
     def build(cls, k: CascadeKernelData, features, image_size: tuple[int, int],
-              scale_factor: float, min_size=(0, 0), max_size=(0, 0)) -> FeatureScanPlan:
-        """The plan for ``image_size`` ``(w, h)``; ``features`` are the cascade's."""
+              scale_factor: float, min_size=(0, 0), max_size=(0, 0),
+              min_step: int = 1) -> FeatureScanPlan:
+        """The plan for ``image_size`` ``(w, h)``; ``features`` are the cascade's.
+
+        Windows step ``round(max(FEATURE_STEP, min_step) * s)`` pixels at scale ``s``.
+        """
         w, h = image_size
         stride = w + 1
         csize = stride * (h + 1)
         nch = 3 if k.has_tilted else 2
         t_ofs = csize if k.has_tilted else -1
         fits = [f for s in opencv_scales(image_size, k.window, scale_factor, min_size, max_size)
-                if (f := _fit_scale(features, k.window, image_size, s)) is not None]
+                if (f := _fit_scale(features, k.window, image_size, s, min_step)) is not None]
         recs = [k.node_records(f.features, stride, max(t_ofs, 0)) for f in fits]
         level_rows = [f.rows() for f in fits]
         item_set = _cat([np.full(r.size, i, np.int64) for i, r in enumerate(level_rows)])

@@ -60,8 +60,11 @@ class PyramidScanPlan:
 
     @classmethod
     def build(cls, k: CascadeKernelData, image_size: tuple[int, int], scale_factor: float,
-              min_size=(0, 0), max_size=(0, 0)) -> PyramidScanPlan:
+              min_size=(0, 0), max_size=(0, 0), min_step: int = 1) -> PyramidScanPlan:
         """The plan for ``image_size`` ``(w, h)``; the options as in ``detect``.
+
+        ``min_step``: the smallest window step, in level pixels (see
+        :func:`vj.pyramid.pyramid_layout`).
 
         Raises
         ------
@@ -70,7 +73,7 @@ class PyramidScanPlan:
         """
         w, h = image_size
         layout = pyramid_layout((w, h), opencv_scales((w, h), k.window, scale_factor,
-                                                      min_size, max_size))
+                                                      min_size, max_size), min_step)
         nch = 3 if k.has_tilted else 2
         csize = layout.channel_size
         need = nch * csize * 4 + csize
