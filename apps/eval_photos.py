@@ -72,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-photos", type=int, default=None, help="only the first N photos")
     p.add_argument("--detectors", nargs="+", default=list(DEFAULT_DETECTORS), metavar="SPEC",
                    help="[verified:]CASCADE[@STAGES][,mn=N][,accept=P][,models=DIR]"
-                   "[,name=TEXT] (default: %(default)s)")
+                   "[,score=S][,step=K][,name=TEXT] (default: %(default)s)")
     p.add_argument("--cascade-neighbors", type=int, default=1,
                    help="min_neighbors of cascades alone unless a spec says (default: 1)")
     p.add_argument("--verified-neighbors", type=int, default=None,

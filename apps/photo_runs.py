@@ -74,6 +74,14 @@ class DetectorSpec:
     score: str = "margin"
     step: int | None = None
 
+    def stage_count(self) -> int | None:
+        """The stages the scan runs (``None``: all of a cascade alone)."""
+        if self.stages is not None or self.kind == "cascade":
+            return self.stages
+        from vj_dynamic.face.pipeline import lenient_stages, resolve_cascade
+
+        return lenient_stages(resolve_cascade(self.cascade))
+
     def scan_step(self) -> int:
         """The window step the scan uses."""
         if self.step is not None:
@@ -155,7 +163,7 @@ def _verifier_files(models: str | None) -> list[Path]:
 
 def run_key(spec: DetectorSpec, scale_factor: float, min_size: int | None) -> str:
     """The cache key of a spec's windows: model contents and every scan setting."""
-    parts = {"version": RUN_VERSION, "kind": spec.kind, "stages": spec.stages,
+    parts = {"version": RUN_VERSION, "kind": spec.kind, "stages": spec.stage_count(),
              "cascade": _file_digest([resolve(spec.cascade)]),
              "scale_factor": scale_factor, "min_size": min_size, "step": spec.scan_step()}
     if spec.kind == "verified":

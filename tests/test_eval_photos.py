@@ -43,11 +43,31 @@ def test_parse_spec():
     assert parse_spec("verified:frontalface", verified_neighbors=4).min_neighbors == 4
     assert parse_spec("opencv:alt").score == "margin"
     assert parse_spec("opencv:alt,score=neighbors").score == "neighbors"
+    assert parse_spec("opencv:alt").scan_step() == 1
+    assert parse_spec("verified:frontalface,step=3").scan_step() == 3
     for bad in ("opencv:alt,foo=1", "frontalface@x", "verified:@3", "frontalface,mn=-1",
                 "verified:frontalface,accept=1.5", "opencv:alt,score=levels",
-                "verified:frontalface,score=neighbors"):
+                "verified:frontalface,score=neighbors", "frontalface,step=0",
+                "frontalface,step=x"):
         with pytest.raises(ValueError, match="spec"):
             parse_spec(bad)
+
+
+def test_run_key_names_what_decides_the_windows():
+    """The pipeline's default stages and step are resolved into the key: a changed
+    default does not reuse windows cached under the old one."""
+    from vj_apps.photo_runs import run_key
+    from vj_dynamic.face.pipeline import PROPOSER_STEP, lenient_stages, resolve_cascade
+
+    default = run_key(parse_spec("verified:frontalface"), 1.1, None)
+    n = lenient_stages(resolve_cascade("frontalface"))
+    assert default == run_key(parse_spec(f"verified:frontalface@{n},step={PROPOSER_STEP}"),
+                              1.1, None)
+    assert default != run_key(parse_spec(f"verified:frontalface@{n + 1}"), 1.1, None)
+    assert default != run_key(parse_spec(f"verified:frontalface,step={PROPOSER_STEP + 1}"),
+                              1.1, None)
+    assert run_key(parse_spec("frontalface"), 1.1, None) != run_key(
+        parse_spec("frontalface,step=2"), 1.1, None)
 
 
 @pytest.mark.parametrize("score", ["margin", "neighbors"])
