@@ -153,7 +153,7 @@ def eval_detection(scenes, cascade: vj.CascadeDetector, pipeline: VerifiedDetect
     the pipeline has at that recall on its curve, and the reduction factor.
     """
     opencv = _opencv_detector()
-    lenient = vj.CascadeDetector(pipeline.proposer.cascade)
+    lenient = vj.CascadeDetector(pipeline.proposer.cascade, min_step=pipeline.proposer.min_step)
     runs = {
         "cascade": lambda im, mn: cascade.detect(im, scale_factor, mn, return_scores=True),
         "lenient": lambda im, mn: lenient.detect(im, scale_factor, mn, return_scores=True),
