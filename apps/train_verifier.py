@@ -107,8 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
                    f"on the tuning crops (default: {VerifierTrainConfig.idk_eps})")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1,
-                   help="torch threads (default: 1; with 2, PyTorch 2.13.0's backward pass "
-                        "crashed in the second round, see data/verifier.md)")
+                   help="torch threads (default: 1; results depend on the thread count, "
+                        "see data/verifier.md)")
     return p
 
 
