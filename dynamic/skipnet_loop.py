@@ -141,7 +141,7 @@ def train_loop(
     # Plain NCHW. Channels-last made a CPU training step about twice as fast with oneDNN,
     # but on a CPU with AVX2 and no AVX-512, PyTorch 2.13.0's channels-last convolution
     # backward corrupts the heap (glibc aborts "corrupted size vs. prev_size" inside
-    # loss.backward), on the tests' tiny networks and the face verifier alike.
+    # loss.backward, with one thread too, on the tests' tiny networks).
     model.to(memory_format=torch.contiguous_format)
     model.train()
     for _ in range(config.epochs):
